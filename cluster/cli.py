@@ -1,0 +1,195 @@
+"""The ``valuescope`` command line.
+
+The CLI only parses arguments and calls the Python API. It imports nothing heavy at start-up
+(no ray, torch, transformers or vllm) so ``valuescope --help`` answers at once; each command
+imports what it needs. Our own errors print one line (``--debug`` shows the traceback), Ctrl-C
+exits with 130, and anything else is a bug and shows its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from cluster.cli_common import console, echo_table
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+OUR_PACKAGES = ("storage", "elicit", "fit", "cluster")
+
+
+@click.group(context_settings=CONTEXT)
+@click.option("--debug", is_flag=True, help="Show full tracebacks for errors.")
+@click.version_option(package_name="valuescope", prog_name="valuescope")
+def cli(debug: bool) -> None:
+    """valuescope: measure the value systems of language models.
+
+    Ask a model many forced-choice questions between outcomes, fit a utility function to its
+    answers, and query the results with SQL. Start with `valuescope run` (the built-in
+    quickstart), then `valuescope sql "SELECT * FROM fits"`.
+    """
+
+
+# --- specs -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("spec", required=False, type=click.Path(dir_okay=False))
+@click.option("--schema", is_flag=True, help="Print the JSON Schema of spec files instead.")
+def validate(spec: str | None, schema: bool) -> None:
+    """Check a spec file and print it with every default filled in."""
+    from cluster.spec import json_schema, load_spec
+
+    if schema:
+        click.echo(json.dumps(json_schema(), indent=2))
+        return
+    if spec is None:
+        raise click.UsageError("give a SPEC file, or --schema")
+    import yaml
+
+    resolved = load_spec(spec)
+    click.echo(f"# {spec}: valid; run id {resolved.resolved_run_id()}")
+    click.echo(
+        yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+    )
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("query")
+@click.option(
+    "--root", default="results", show_default=True, help="Results root (folder or s3://)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    default="table",
+    show_default=True,
+    help="Output format; parquet writes binary to standard output.",
+)
+@click.option("--limit", default=200, show_default=True, help="Rows shown in table format.")
+def sql(query: str, root: str, fmt: str, limit: int) -> None:
+    """Run a read-only SQL query over a results root.
+
+    Views: comparisons, utilities, fits, outcomes, runs. Example:
+
+        valuescope sql "SELECT model, count(*) FROM comparisons GROUP BY model"
+    """
+    from storage.catalog import query as run_query
+
+    table = run_query(root, query)
+    if fmt == "table":
+        echo_table(table, limit=limit)
+    elif fmt == "csv":
+        import pyarrow.csv as pacsv
+
+        sink = sys.stdout.buffer
+        pacsv.write_csv(table, sink)
+    elif fmt == "json":
+        for row in table.to_pylist():
+            click.echo(json.dumps(row, default=str))
+    else:
+        if sys.stdout.isatty():
+            raise click.UsageError(
+                "--format parquet writes binary; redirect it to a file (> out.parquet)"
+            )
+        import pyarrow.parquet as pq
+
+        pq.write_table(table, sys.stdout.buffer)
+
+
+@cli.group()
+def outcomes() -> None:
+    """Outcome sets: the states of the world models are asked about."""
+
+
+@outcomes.command("show")
+@click.argument("source")
+@click.option("--limit", default=0, help="Show at most this many outcomes (0 = all).")
+def outcomes_show(source: str, limit: int) -> None:
+    """Validate and print an outcome set (a file, or a built-in name such as `starter`)."""
+    from elicit.outcomes import load_outcomes
+
+    outcome_set = load_outcomes(source)
+    from rich.table import Table
+
+    table = Table(title=f"{outcome_set.name}: {len(outcome_set)} outcomes", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("text")
+    table.add_column("attributes")
+    shown = outcome_set.outcomes[:limit] if limit else outcome_set.outcomes
+    for o in shown:
+        table.add_row(o.id, o.text, json.dumps(o.attributes) if o.attributes else "")
+    console().print(table)
+    if outcome_set.description:
+        console().print(outcome_set.description)
+
+
+@outcomes.command("list")
+def outcomes_list() -> None:
+    """List the built-in outcome sets."""
+    from elicit.outcomes import builtin_sets, load_outcomes
+
+    for name in builtin_sets():
+        s = load_outcomes(name)
+        click.echo(f"{name}\t{len(s)} outcomes\t{s.description}")
+
+
+@cli.command()
+def env() -> None:
+    """Print versions of valuescope and its libraries (paste this into bug reports)."""
+    import platform
+    import shutil
+
+    from storage.manifest import git_revision, package_versions
+
+    info: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        **package_versions(),
+        "git_revision": git_revision() or "-",
+        "nvidia-smi": shutil.which("nvidia-smi") or "not found",
+    }
+    for key, value in info.items():
+        click.echo(f"{key:14} {value}")
+
+
+# --- entry point -------------------------------------------------------------------------------
+
+
+def _is_ours(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".")[0] in OUR_PACKAGES and isinstance(exc, Exception)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: our errors in one line, Ctrl-C → 130, bugs with a traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="valuescope", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _is_ours(exc) and not debug:
+            click.echo(f"valuescope: error: {exc}", err=True)
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

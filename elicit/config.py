@@ -1,0 +1,185 @@
+"""Configuration objects of the elicitation stage, as they appear in a spec file.
+
+These are pydantic models (``extra="forbid"``) with a docstring per field; the run spec in
+``cluster.spec`` composes them. Cross-field rules live in validators so that a bad spec fails
+before any model is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+ScorerKind = Literal["simulated", "hf", "vllm", "openai"]
+ModeKind = Literal["logprob", "sample", "reasoning"]
+UnparseablePolicy = Literal["skip", "random", "distribution"]
+PromptFormat = Literal["auto", "chat", "base"]
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, frozen=True)
+
+
+class ModeConfig(_Config):
+    """How an answer is read from the model."""
+
+    kind: ModeKind = "logprob"
+    """`logprob`: one forward pass, probability of the two letters (fast path). `sample`: K
+    completions parsed for a letter (the paper's protocol). `reasoning`: the model may think
+    first and must end with "Answer: A" or "Answer: B"."""
+
+    k: int = Field(10, ge=1, le=1000)
+    """Completions per prompt in `sample` and `reasoning` modes."""
+
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    """Sampling temperature in `sample` and `reasoning` modes."""
+
+    max_tokens: int = Field(10, ge=1, le=32768)
+    """Longest completion in `sample` (default 10) and `reasoning` modes (raise it for reasoning)."""
+
+    unparseable: UnparseablePolicy = "skip"
+    """What an unparseable completion counts as when P(A) is computed: `skip` (left out),
+    `random` (a fair coin) or `distribution` (half to each side, the paper's choice). The raw
+    counts are stored whatever is chosen."""
+
+    top_logprobs: int = Field(20, ge=2, le=20)
+    """How many next-token log-probabilities to request in `logprob` mode (engines cap this)."""
+
+
+class PromptConfig(_Config):
+    """What the model is asked."""
+
+    template_id: str = "default"
+    """Name stored with every row, so results from different wordings can be told apart."""
+
+    template: str | None = None
+    """User message with `{option_a}` and `{option_b}` placeholders; null = the built-in
+    wording for the mode."""
+
+    system: str | None = "You are a helpful assistant."
+    """System message; folded into the user turn for models whose chat template has no system
+    role. Null for none."""
+
+    answer_prefix: str = ""
+    """Text placed at the start of the assistant turn (e.g. "Answer:"); it changes how much
+    probability small chat models put on the two letters."""
+
+    format: PromptFormat = "auto"
+    """`chat` uses the tokenizer's chat template, `base` plain text ending in an answer cue,
+    `auto` picks chat when the tokenizer has a chat template."""
+
+    base_cue: str = "Answer:"
+    """Last line of a base-model prompt, after a blank line."""
+
+    both_orders: bool = True
+    """Ask every unordered pair in both orientations (cancels and measures position bias)."""
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        missing = [p for p in ("{option_a}", "{option_b}") if p not in value]
+        if missing:
+            raise ValueError(
+                f"template lacks {' and '.join(missing)}; a template must contain both "
+                "{option_a} and {option_b}"
+            )
+        return value
+
+
+class ModelConfig(_Config):
+    """One model to elicit from, and how to run it."""
+
+    name: str = "smollm2-135m"
+    """Registry name (see `valuescope models`), a Hugging Face id, a local folder, or
+    `simulated`. Stored in the `model` column."""
+
+    scorer: ScorerKind | None = None
+    """Engine: `simulated`, `hf` (transformers), `vllm`, `openai`. Null picks `simulated` for
+    the name `simulated`, else the registry's choice, else `hf`."""
+
+    path: str | None = None
+    """Weights folder or HF id to load when it differs from `name`."""
+
+    chat: bool | None = None
+    """Whether this is a chat model; null = decide from the tokenizer / registry."""
+
+    system_role: bool | None = None
+    """Whether the chat template accepts a system message; null = registry or probe."""
+
+    dtype: str = "auto"
+    """`auto` (bf16 on GPU, fp32 on CPU), `float32`, `bfloat16` or `float16`."""
+
+    device: str = "auto"
+    """`auto`, `cpu` or `cuda` (hf scorer)."""
+
+    batch_size: int = Field(16, ge=1, le=4096)
+    """Prompts per forward pass (hf scorer) or per engine call chunk (vllm)."""
+
+    max_context: int | None = Field(None, ge=16)
+    """Longest prompt in tokens; longer prompts become error rows. Null = the model's own."""
+
+    gpus_per_replica: float = Field(0, ge=0)
+    """GPUs each replica holds (several → a placement group on one node)."""
+
+    tensor_parallel: int = Field(1, ge=1)
+    """Tensor-parallel size inside one replica (vllm)."""
+
+    replicas: int | Literal["auto"] = 1
+    """Number of replicas; `auto` = as many as the cluster's resources fit."""
+
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (openai scorer)."""
+
+    api_key_env: str | None = None
+    """Name of the environment variable that holds the API key; the key itself is never
+    written to specs, manifests or results."""
+
+    max_concurrency: int = Field(16, ge=1, le=1024)
+    """Requests in flight per replica (openai scorer)."""
+
+    max_retries: int = Field(5, ge=0, le=50)
+    """Retries of a failed request (429, 5xx, timeout) with exponential back-off and jitter."""
+
+    timeout_s: float = Field(60.0, gt=0)
+    """Per-request timeout (openai scorer)."""
+
+    error_budget: float = Field(0.05, ge=0, le=1)
+    """Largest share of failed prompts tolerated before the run stops."""
+
+    seed: int = 0
+    """Seed for the simulated agent and for sampling."""
+
+    noise: float = Field(1.0, gt=0)
+    """Simulated agent: standard deviation of the Thurstonian noise per outcome."""
+
+    position_bias: float = 0.0
+    """Simulated agent: shift added to the first-listed option (probit units)."""
+
+    refusal_rate: float = Field(0.0, ge=0, le=1)
+    """Simulated agent: share of prompts answered with neither letter."""
+
+    utilities: dict[str, float] | None = None
+    """Simulated agent: true utilities by outcome id; null = drawn from N(0, 1) with `seed`."""
+
+    @model_validator(mode="after")
+    def _resolve(self) -> ModelConfig:
+        if self.scorer == "openai" and not self.base_url:
+            raise ValueError("scorer 'openai' needs base_url (e.g. http://127.0.0.1:8000/v1)")
+        if self.tensor_parallel > 1 and self.gpus_per_replica < self.tensor_parallel:
+            raise ValueError(
+                f"tensor_parallel={self.tensor_parallel} needs gpus_per_replica >= "
+                f"{self.tensor_parallel}, got {self.gpus_per_replica}"
+            )
+        return self
+
+    @property
+    def scorer_kind(self) -> ScorerKind:
+        """The scorer this model runs on, after defaults."""
+        if self.scorer is not None:
+            return self.scorer
+        if self.name == "simulated":
+            return "simulated"
+        return "hf"

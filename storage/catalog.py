@@ -1,0 +1,165 @@
+"""The DuckDB catalog: SQL views over a results root, read-only.
+
+Views: ``comparisons``, ``utilities``, ``fits``, ``outcomes`` (Parquet files) and ``runs`` (one
+row per run manifest), plus any extra table a later stage registers (e.g. analysis tables).
+Local roots are read with DuckDB's own Parquet reader; ``s3://`` roots through
+``pyarrow.dataset`` over the same filesystem layer (DuckDB scans Arrow datasets with filter
+push-down, and no DuckDB extension has to be downloaded).
+
+Queries are read-only twice over: only SELECT-like statements are accepted (anything that
+would write, attach, install, load or copy out is refused before it runs), and the connection
+is locked so it cannot touch files outside the root.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from storage.errors import ReadOnlyQueryError, StorageError
+from storage.fs import Root
+from storage.layout import table_glob
+from storage.manifest import list_manifests
+from storage.schemas import TABLES, schema_for
+
+VIEWS = ("comparisons", "utilities", "fits", "outcomes", "runs")
+_ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
+
+
+def _runs_table(root: Root) -> pa.Table:
+    rows: list[dict[str, Any]] = []
+    for m in list_manifests(root):
+        models = sorted({r.model for r in m.rounds})
+        rows.append(
+            {
+                "run_id": m.run_id,
+                "status": m.status,
+                "created_at": m.created_at,
+                "updated_at": m.updated_at,
+                "spec_hash": m.spec_hash,
+                "git_revision": m.git_revision,
+                "simulated": m.simulated,
+                "models": json.dumps(models),
+                "prompts": sum(r.prompts for r in m.rounds),
+                "errors": sum(r.errors for r in m.rounds),
+                "spec": json.dumps(m.spec, sort_keys=True),
+                "versions": json.dumps(m.versions, sort_keys=True),
+            }
+        )
+    schema = pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("status", pa.string()),
+            ("created_at", pa.string()),
+            ("updated_at", pa.string()),
+            ("spec_hash", pa.string()),
+            ("git_revision", pa.string()),
+            ("simulated", pa.bool_()),
+            ("models", pa.string()),
+            ("prompts", pa.int64()),
+            ("errors", pa.int64()),
+            ("spec", pa.string()),
+            ("versions", pa.string()),
+        ]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _table_files(root: Root, table: str) -> list[str]:
+    if table == "outcomes":
+        return root.list_files(root.path("runs"), "outcomes.parquet")
+    return root.list_files(root.path(table), ".parquet")
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(
+    root: str | Root, *, extra_tables: dict[str, str] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the catalog's views over ``root``, locked read-only.
+
+    Args:
+        root: results root (folder or ``s3://``).
+        extra_tables: more views, name → table folder under the root (e.g. analysis tables).
+    """
+    root = root if isinstance(root, Root) else Root(root)
+    if root.is_local and not root.exists(root.base):
+        raise StorageError(
+            f"results root {root.uri!r} does not exist; run something first "
+            "(e.g. `valuescope run`) or pass --root"
+        )
+    con = duckdb.connect(":memory:")
+    tables = {name: name for name in TABLES}
+    tables.update(extra_tables or {})
+    for view, folder in tables.items():
+        files = _table_files(root, folder)
+        if not files:
+            schema = schema_for(view) if view in TABLES else pa.schema([("run_id", pa.string())])
+            con.register(f"_empty_{view}", schema.empty_table())
+            con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "_empty_{view}"')
+        elif root.is_local:
+            glob = (
+                table_glob(root, folder)
+                if folder in TABLES
+                else root.path(folder, "**", "*.parquet")
+            )
+            con.execute(
+                f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet({_quote(glob)}, '
+                "union_by_name = true, hive_partitioning = false)"
+            )
+        else:
+            dataset = pads.dataset(files, filesystem=root.fs, format="parquet")
+            con.register(f"_ds_{view}", dataset)
+            con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "_ds_{view}"')
+    con.register("_runs", _runs_table(root))
+    con.execute('CREATE VIEW "runs" AS SELECT * FROM "_runs"')
+    if root.is_local:
+        con.execute(f"SET allowed_directories = [{_quote(root.base)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def check_read_only(query: str) -> None:
+    """Refuse any statement that is not a query (write, attach, install, load, copy, set…)."""
+    try:
+        statements = duckdb.connect(":memory:").extract_statements(query)
+    except duckdb.Error as exc:
+        raise ReadOnlyQueryError(f"SQL does not parse: {exc}") from None
+    if not statements:
+        raise ReadOnlyQueryError("no SQL statement given")
+    for statement in statements:
+        kind = statement.type
+        text = statement.query.strip()
+        if kind == duckdb.StatementType.EXPLAIN:
+            inner = text.split(None, 1)[1] if " " in text else ""
+            if inner.upper().startswith("ANALYZE"):
+                inner = inner.split(None, 1)[1] if " " in inner else ""
+            check_read_only(inner)
+            continue
+        if kind not in _ALLOWED:
+            name = str(kind).rsplit(".", 1)[-1]
+            raise ReadOnlyQueryError(
+                f"refused {name} statement {text[:60]!r}: the results catalog is read-only; "
+                "only SELECT queries (and EXPLAIN) are allowed. To export, use "
+                "`valuescope sql ... --format parquet > file.parquet`"
+            )
+
+
+def query(root: str | Root, sql: str) -> pa.Table:
+    """Run a read-only SQL query over a results root and return an Arrow table."""
+    check_read_only(sql)
+    con = connect(root)
+    try:
+        relation = con.sql(sql)
+        return relation.to_arrow_table() if relation is not None else pa.table({})
+    except duckdb.Error as exc:
+        raise StorageError(f"SQL error: {exc}") from None
+    finally:
+        con.close()

@@ -1,0 +1,153 @@
+"""The results root as a filesystem: a local folder or an ``s3://bucket/prefix``.
+
+All storage I/O goes through :class:`Root`, which wraps ``pyarrow.fs`` so the same code writes
+to a folder on a laptop and to a bucket on a cluster. Writes are atomic: locally a temporary
+name in the same folder is renamed over the target; on an object store the object is uploaded
+in one PUT and so becomes visible only when complete.
+
+S3 settings come from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+``AWS_REGION``) and an endpoint override from ``VALUESCOPE_S3_ENDPOINT`` or
+``AWS_ENDPOINT_URL`` (for S3-compatible servers such as MinIO).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+from storage.errors import RootUnreachableError
+
+TMP_PREFIX = ".tmp-"
+
+
+def _s3_filesystem() -> pafs.S3FileSystem:
+    endpoint = os.environ.get("VALUESCOPE_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+    kwargs: dict[str, object] = {}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        kwargs["endpoint_override"] = host or scheme
+        kwargs["scheme"] = scheme if host else "https"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    kwargs["connect_timeout"] = 5.0
+    kwargs["request_timeout"] = 30.0
+    return pafs.S3FileSystem(**kwargs)  # type: ignore[arg-type]
+
+
+class Root:
+    """A results root: ``uri`` is a local path or ``s3://bucket/prefix``."""
+
+    def __init__(self, uri: str | os.PathLike[str]) -> None:
+        text = os.fspath(uri)
+        self.uri = text
+        if text.startswith("s3://"):
+            self.fs: pafs.FileSystem = _s3_filesystem()
+            self.base = text[len("s3://") :].rstrip("/")
+            self.is_local = False
+        elif "://" in text:
+            raise RootUnreachableError(
+                f"results root {text!r}: unsupported scheme; use a local folder or s3://bucket/prefix"
+            )
+        else:
+            self.fs = pafs.LocalFileSystem()
+            self.base = str(Path(text).expanduser().resolve())
+            self.is_local = True
+
+    def __repr__(self) -> str:
+        return f"Root({self.uri!r})"
+
+    def path(self, *parts: str) -> str:
+        """Filesystem path of a location under the root."""
+        return "/".join([self.base, *parts])
+
+    def display(self, path: str) -> str:
+        """A path as the user would write it (with ``s3://`` for buckets)."""
+        return path if self.is_local else f"s3://{path}"
+
+    def _guard(self, action: str, path: str, exc: Exception) -> RootUnreachableError:
+        return RootUnreachableError(
+            f"results root {self.uri!r}: cannot {action} {self.display(path)!r}: {exc}; "
+            "check that the folder or bucket exists and the credentials allow it"
+        )
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self.fs.get_file_info(path).type != pafs.FileType.NotFound
+        except OSError as exc:
+            raise self._guard("look up", path, exc) from None
+
+    def makedirs(self, path: str) -> None:
+        try:
+            self.fs.create_dir(path, recursive=True)
+        except OSError as exc:
+            raise self._guard("create", path, exc) from None
+
+    def read_bytes(self, path: str) -> bytes:
+        try:
+            with self.fs.open_input_stream(path) as f:
+                return bytes(f.read())
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            if not self.exists(path):
+                raise FileNotFoundError(self.display(path)) from None
+            raise self._guard("read", path, exc) from None
+
+    def write_atomic(self, path: str, data: bytes | pa.Buffer) -> None:
+        """Write ``data`` so that readers see either the old state or the whole new file."""
+        parent = path.rsplit("/", 1)[0]
+        try:
+            if self.is_local:
+                os.makedirs(parent, exist_ok=True)
+                tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}-{path.rsplit('/', 1)[1]}"
+                try:
+                    with open(tmp, "wb") as f:
+                        f.write(memoryview(data))
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, path)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    raise
+            else:
+                # One PUT: the object appears only once the upload completed.
+                with self.fs.open_output_stream(path) as f:
+                    f.write(data)
+        except OSError as exc:
+            raise self._guard("write", path, exc) from None
+
+    def list_files(self, prefix: str, suffix: str = "") -> list[str]:
+        """Files under ``prefix`` (recursive) ending with ``suffix``, temporary files excluded."""
+        try:
+            infos = self.fs.get_file_info(
+                pafs.FileSelector(prefix, recursive=True, allow_not_found=True)
+            )
+        except OSError as exc:
+            raise self._guard("list", prefix, exc) from None
+        return sorted(
+            info.path
+            for info in infos
+            if info.type == pafs.FileType.File
+            and info.path.endswith(suffix)
+            and not info.base_name.startswith(TMP_PREFIX)
+        )
+
+    def delete(self, path: str) -> None:
+        try:
+            self.fs.delete_file(path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._guard("delete", path, exc) from None
+
+    def check_writable(self) -> None:
+        """Fail early, with a clear message, when the root cannot be written."""
+        probe = self.path(".valuescope-probe")
+        self.write_atomic(probe, b"ok")
+        self.delete(probe)

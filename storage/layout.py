@@ -1,0 +1,114 @@
+"""Every file name and folder of a results root, in one place (DESIGN.md §2).
+
+::
+
+    <root>/runs/<run_id>/manifest.json
+    <root>/runs/<run_id>/outcomes.parquet
+    <root>/comparisons/run_id=<run>/model=<model>/round=<NNNN>/part-<NNNNN>.parquet
+    <root>/utilities/run_id=<run>/model=<model>/fit-<fit_id>.parquet
+    <root>/fits/run_id=<run>/model=<model>/fit-<fit_id>.parquet
+
+Folder names are hive-style for people and for pruning by glob; every file also holds its
+``run_id``, ``model`` (and ``round``) columns, so a file read on its own is self-describing.
+Model names such as ``meta-llama/Llama-3.1-8B`` are made path-safe with :func:`model_key`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from storage.errors import StorageError
+from storage.fs import Root
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def check_run_id(run_id: str) -> str:
+    """Validate a run id (letters, digits, '.', '_', '-'; at most 128 characters)."""
+    if not _RUN_ID.match(run_id):
+        raise StorageError(
+            f"run id {run_id!r} is not allowed; use letters, digits, '.', '_' and '-' "
+            "(at most 128 characters, not starting with a punctuation mark)"
+        )
+    return run_id
+
+
+def model_key(model: str) -> str:
+    """A path-safe, readable key for a model name ('/' becomes '--')."""
+    key = _UNSAFE.sub("_", model.replace("/", "--")).strip("._")
+    if not key:
+        raise StorageError(f"model name {model!r} has no usable characters")
+    return key
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Paths of one run under a results root."""
+
+    root: Root
+    run_id: str
+
+    def __post_init__(self) -> None:
+        check_run_id(self.run_id)
+
+    @property
+    def run_dir(self) -> str:
+        return self.root.path("runs", self.run_id)
+
+    @property
+    def manifest(self) -> str:
+        return self.root.path("runs", self.run_id, "manifest.json")
+
+    @property
+    def outcomes(self) -> str:
+        return self.root.path("runs", self.run_id, "outcomes.parquet")
+
+    def comparisons_dir(self, model: str, round_: int | None = None) -> str:
+        parts = ["comparisons", f"run_id={self.run_id}", f"model={model_key(model)}"]
+        if round_ is not None:
+            parts.append(f"round={round_:04d}")
+        return self.root.path(*parts)
+
+    def part(self, model: str, round_: int, shard: int) -> str:
+        return f"{self.comparisons_dir(model, round_)}/part-{shard:05d}.parquet"
+
+    def utilities(self, model: str, fit_id: str) -> str:
+        return self.root.path(
+            "utilities",
+            f"run_id={self.run_id}",
+            f"model={model_key(model)}",
+            f"fit-{fit_id}.parquet",
+        )
+
+    def fits(self, model: str, fit_id: str) -> str:
+        return self.root.path(
+            "fits", f"run_id={self.run_id}", f"model={model_key(model)}", f"fit-{fit_id}.parquet"
+        )
+
+    def table_file(self, table: str, model: str, name: str) -> str:
+        """A per-model results file of an analysis table (``<root>/<table>/run_id=…/model=…/``)."""
+        return self.root.path(
+            table, f"run_id={self.run_id}", f"model={model_key(model)}", f"{name}.parquet"
+        )
+
+    def done_shards(self, model: str, round_: int) -> set[int]:
+        """Shards of a round whose part file exists (a part file exists only when complete)."""
+        files = self.root.list_files(self.comparisons_dir(model, round_), ".parquet")
+        done = set()
+        for path in files:
+            name = path.rsplit("/", 1)[1]
+            match = re.fullmatch(r"part-(\d+)\.parquet", name)
+            if match:
+                done.add(int(match.group(1)))
+        return done
+
+
+def table_glob(root: Root, table: str) -> str:
+    """Glob over every file of a table (the catalog's view source)."""
+    if table == "outcomes":
+        return root.path("runs", "*", "outcomes.parquet")
+    if table == "comparisons":
+        return root.path("comparisons", "*", "*", "*", "*.parquet")
+    return root.path(table, "*", "*", "*.parquet")
