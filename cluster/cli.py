@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from cluster.cli_common import console, echo_table
+from cluster.cli_spec import spec_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 OUR_PACKAGES = ("storage", "elicit", "fit", "cluster")
@@ -54,6 +55,44 @@ def validate(spec: str | None, schema: bool) -> None:
     click.echo(
         yaml.safe_dump(resolved.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
     )
+
+
+# --- elicitation ------------------------------------------------------------------------------
+
+
+@cli.command()
+@spec_options
+def elicit(spec: Any) -> None:
+    """Ask a model every pair of a design (`full` graph or a `pairs` file) and store the answers.
+
+    Quick runs need no spec file:
+
+        valuescope elicit --model simulated --outcomes starter --design full --root DIR
+    """
+    from cluster.api import elicit as run_elicit
+
+    for r in run_elicit(spec):
+        click.echo(
+            f"{r.model} round {r.round}: {r.rows_written:,} prompts scored "
+            f"({r.shards_scored} shards, {r.shards_skipped} already done), {r.errors} errors, "
+            f"{r.prompts_per_s:,.0f} prompts/s"
+        )
+    click.echo(
+        f"results: {spec.root} (run {spec.resolved_run_id()}); "
+        f'query with: valuescope sql "SELECT * FROM comparisons LIMIT 5" --root {spec.root}'
+    )
+
+
+@cli.command()
+@spec_options
+@click.option("-n", "count", default=5, show_default=True, help="Pairs to show.")
+def preview(spec: Any, count: int) -> None:
+    """Print rendered prompts (both orientations) without loading a model."""
+    from cluster.api import preview as run_preview
+
+    for item in run_preview(spec, count):
+        click.secho(f"--- {item['pair']} (orientation {item['orientation']})", bold=True)
+        click.echo(item["prompt"])
 
 
 # --- results -----------------------------------------------------------------------------------

@@ -17,3 +17,13 @@ def root(tmp_path):
     path = tmp_path / "results"
     path.mkdir()
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray on 127.0.0.1 shared by the tests of a session."""
+    from cluster.ray_runtime import init_ray
+
+    ray = init_ray(None, num_cpus=2)
+    yield ray
+    ray.shutdown()

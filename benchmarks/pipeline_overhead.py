@@ -1,0 +1,76 @@
+"""Benchmark: pipeline overhead of the elicitation engine.
+
+The simulated scorer (microseconds per prompt) answers a full graph of N outcomes
+(N·(N−1) oriented prompts; N=1001 gives 1,001,000) through local Ray replicas into Parquet
+parts, so the figure measures valuescope's own driver, actors and writer — what must never
+limit a fleet of GPUs.
+
+    python benchmarks/pipeline_overhead.py --outcomes 1001 --shard-size 20000 --replicas 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from cluster.api import elicit
+from cluster.spec import RunSpec
+from storage.catalog import query
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--outcomes", type=int, default=1001)
+    parser.add_argument("--shard-size", type=int, nargs="+", default=[20000])
+    parser.add_argument("--replicas", type=int, default=2)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="vs-pipeline-"))
+    outcomes = work / "outcomes.yaml"
+    outcomes.write_text(
+        yaml.safe_dump(
+            [
+                {"id": f"o{i:05d}", "text": f"Outcome number {i} happens."}
+                for i in range(args.outcomes)
+            ]
+        )
+    )
+    from cluster.ray_runtime import init_ray
+
+    t0 = time.perf_counter()
+    init_ray(None)
+    print(f"ray start            {time.perf_counter() - t0:.1f} s")
+    for shard_size in args.shard_size:
+        root = work / f"results-{shard_size}"
+        spec = RunSpec.model_validate(
+            {
+                "name": "bench",
+                "root": str(root),
+                "outcomes": [str(outcomes)],
+                "models": [{"name": "simulated", "replicas": args.replicas}],
+                "design": {"kind": "full"},
+                "execution": {
+                    "shard_size": shard_size,
+                    "progress": "none",
+                    "num_cpus_per_replica": 0.5,
+                },
+            }
+        )
+        t0 = time.perf_counter()
+        [result] = elicit(spec)
+        wall = time.perf_counter() - t0
+        rows = query(str(root), "SELECT count(*) AS n FROM comparisons").column("n")[0].as_py()
+        print(
+            f"shard {shard_size:>7,}: {rows:,} prompts in {wall:.2f} s wall "
+            f"(round {result.seconds:.2f} s) -> {rows / wall:,.0f} prompts/s end to end, "
+            f"{result.prompts_per_s:,.0f} prompts/s in the round; {result.shards_total} shards, "
+            f"{args.replicas} replicas"
+        )
+
+
+if __name__ == "__main__":
+    main()

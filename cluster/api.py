@@ -1,0 +1,231 @@
+"""The Python API behind the CLI: prepare a run, elicit comparisons, preview prompts.
+
+Everything that can be checked without a model (spec, outcome sets, pair files, results root)
+is checked first, so a bad input fails in a second rather than after a model has loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from cluster.driver import ReplicaPool, RoundResult, run_round
+from cluster.errors import RunFailed
+from cluster.replica import ReplicaSetup
+from cluster.spec import RunSpec
+from elicit.config import ModelConfig
+from elicit.design import OrientedPrompts, full_graph, load_pairs, orient
+from elicit.outcomes import OutcomeSet, combine, load_outcomes
+from elicit.prompts import PromptTemplate
+from storage import Root, RunLayout
+from storage.manifest import Manifest, new_manifest, read_manifest, write_manifest
+from storage.schemas import to_table
+from storage.writer import write_table
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunContext:
+    """A prepared run: validated spec, outcomes, layout and manifest."""
+
+    spec: RunSpec
+    run_id: str
+    layout: RunLayout
+    outcomes: OutcomeSet
+    template: PromptTemplate
+    manifest: Manifest
+
+    @property
+    def n(self) -> int:
+        return len(self.outcomes)
+
+    def save_manifest(self) -> None:
+        write_manifest(self.layout, self.manifest)
+
+    def setup_for(self, model: ModelConfig) -> ReplicaSetup:
+        return ReplicaSetup(
+            root=self.layout.root.uri,
+            run_id=self.run_id,
+            model=model.model_dump(mode="json"),
+            mode=self.spec.mode.model_dump(mode="json"),
+            template=self.template,
+            outcome_ids=self.outcomes.ids,
+            outcome_texts=self.outcomes.texts,
+        )
+
+
+def prepare(spec: RunSpec) -> RunContext:
+    """Validate inputs, create or reopen the run, write its outcomes table and manifest.
+
+    Reopening a run whose stored spec differs in content is refused: results of two different
+    specs must not mix under one run id.
+    """
+    outcomes = combine([load_outcomes(s) for s in spec.outcomes])
+    template = PromptTemplate.from_config(spec.prompt, spec.mode.kind)
+    run_id = spec.resolved_run_id()
+    root = Root(spec.root)
+    root.check_writable()
+    layout = RunLayout(root, run_id)
+    content = spec.content()
+    simulated = any(m.scorer_kind == "simulated" for m in spec.models)
+    manifest = read_manifest(layout)
+    if manifest is None:
+        manifest = new_manifest(run_id, content, simulated=simulated)
+    elif manifest.spec != json.loads(json.dumps(content)):
+        raise RunFailed(
+            f"run {run_id!r} in {spec.root!r} was started with a different spec; "
+            "use another run_id (or name), or delete the old run's folders"
+        )
+    manifest.status = "running"
+    if not root.exists(layout.outcomes):
+        write_table(root, layout.outcomes, "outcomes", outcomes_table(run_id, outcomes, spec))
+    ctx = RunContext(spec, run_id, layout, outcomes, template, manifest)
+    ctx.save_manifest()
+    return ctx
+
+
+def outcomes_table(run_id: str, outcomes: OutcomeSet, spec: RunSpec):
+    """The run's ``outcomes`` rows; simulated runs store the agent's true utilities."""
+    true_u = None
+    sim = next((m for m in spec.models if m.scorer_kind == "simulated"), None)
+    if sim is not None:
+        from elicit.scorers.simulated import true_utilities
+
+        true_u = true_utilities(sim, outcomes.ids)
+    return to_table(
+        "outcomes",
+        {
+            "run_id": run_id,
+            "outcome_id": outcomes.ids,
+            "text": outcomes.texts,
+            "set": [o.attributes.get("set", outcomes.name) for o in outcomes],
+            "attributes": [json.dumps(o.attributes, sort_keys=True) for o in outcomes],
+            "true_utility": true_u,
+        },
+        num_rows=len(outcomes),
+    )
+
+
+def design_pairs(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
+    """Unordered pairs of a single-round design (`full` or `pairs`)."""
+    design = ctx.spec.design
+    if design.kind == "pairs":
+        assert design.pairs_file is not None
+        return load_pairs(design.pairs_file, ctx.outcomes.index())
+    return full_graph(ctx.n)
+
+
+def open_pool(ctx: RunContext, model: ModelConfig) -> ReplicaPool:
+    """Start Ray (local unless the spec names a cluster) and the replicas of one model."""
+    from cluster.ray_runtime import init_ray
+
+    init_ray(ctx.spec.execution.ray_address)
+    replicas = model.replicas if isinstance(model.replicas, int) else _auto_replicas(model)
+    pool = ReplicaPool(
+        ctx.setup_for(model),
+        replicas=replicas,
+        num_cpus=ctx.spec.execution.num_cpus_per_replica,
+        gpus_per_replica=model.gpus_per_replica,
+    )
+    pool.wait_ready()
+    return pool
+
+
+def _auto_replicas(model: ModelConfig) -> int:
+    """As many replicas as the cluster's free resources fit."""
+    import ray
+
+    free = ray.available_resources()
+    if model.gpus_per_replica > 0:
+        return max(1, int(free.get("GPU", 0) // model.gpus_per_replica))
+    return max(1, int(free.get("CPU", 1)))
+
+
+def elicit_round(
+    ctx: RunContext, pool: ReplicaPool, model: ModelConfig, round_: int, prompts: OrientedPrompts
+) -> RoundResult:
+    """Score one round of one model and record its progress in the manifest."""
+    entry = ctx.manifest.round_status(model.name, round_)
+    entry.prompts = len(prompts)
+    entry.status = "running"
+    ctx.save_manifest()
+    try:
+        result = run_round(
+            pool,
+            ctx.layout,
+            model.name,
+            round_,
+            prompts,
+            shard_size=ctx.spec.execution.shard_size,
+            max_shard_retries=ctx.spec.execution.max_shard_retries,
+            error_budget=model.error_budget,
+            progress=ctx.spec.execution.progress,
+        )
+    except BaseException as exc:
+        entry.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        ctx.manifest.status = entry.status
+        ctx.manifest.message = str(exc)[:500]
+        ctx.save_manifest()
+        raise
+    entry.shards_total = result.shards_total
+    entry.shards_done = result.shards_total
+    entry.errors += result.errors
+    entry.status = "done"
+    ctx.save_manifest()
+    return result
+
+
+def elicit(spec: RunSpec) -> list[RoundResult]:
+    """Ask every model every pair of a single-round design (`full` or `pairs`)."""
+    if spec.design.kind == "active":
+        spec = spec.model_copy(update={"design": spec.design.model_copy(update={"kind": "full"})})
+    ctx = prepare(spec)
+    i, j = design_pairs(ctx)
+    prompts = orient(i, j, ctx.n, both_orders=spec.prompt.both_orders)
+    results = []
+    for model in spec.models:
+        pool = open_pool(ctx, model)
+        try:
+            results.append(elicit_round(ctx, pool, model, 0, prompts))
+        finally:
+            pool.shutdown()
+    ctx.manifest.status = "done"
+    ctx.save_manifest()
+    return results
+
+
+def preview(spec: RunSpec, n: int = 5) -> list[dict[str, str]]:
+    """Rendered prompts of the first ``n`` pairs, both orientations, without loading a model.
+
+    Chat models are shown as their chat messages (the tokenizer's template is applied by the
+    engine); base-format prompts as the exact text.
+    """
+    outcomes = combine([load_outcomes(s) for s in spec.outcomes])
+    template = PromptTemplate.from_config(spec.prompt, spec.mode.kind)
+    i, j = full_graph(len(outcomes))
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(i), size=min(n, len(i)), replace=False)
+    prompts = orient(i[pick], j[pick], len(outcomes), both_orders=spec.prompt.both_orders)
+    order = np.lexsort((prompts.orientation, prompts.pair_id))
+    shown = []
+    for k in order:
+        a, b = outcomes.outcomes[prompts.a_idx[k]], outcomes.outcomes[prompts.b_idx[k]]
+        if template.format == "base":
+            text = template.base_text(a.text, b.text)
+        else:
+            msgs = template.messages(a.text, b.text)
+            text = "\n".join(f"[{m['role']}] {m['content']}" for m in msgs)
+            if template.answer_prefix:
+                text += f"\n[assistant] {template.answer_prefix}"
+        shown.append(
+            {
+                "pair": f"{a.id} vs {b.id}",
+                "orientation": str(prompts.orientation[k]),
+                "prompt": text,
+            }
+        )
+    return shown

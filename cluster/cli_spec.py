@@ -1,0 +1,134 @@
+"""Spec-or-flags: every command that runs something takes an optional SPEC file and the main
+fields as flags, so a quick run needs no file. Flags override the file."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from cluster.errors import SpecError
+
+
+def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``[SPEC]`` and the override flags to a command; passes ``spec`` (a RunSpec)."""
+
+    @click.argument("spec_file", metavar="[SPEC]", required=False, type=click.Path(dir_okay=False))
+    @click.option(
+        "--model",
+        "models",
+        multiple=True,
+        help="Model: registry name, HF id, local folder, or `simulated` (repeatable).",
+    )
+    @click.option(
+        "--scorer",
+        type=click.Choice(["simulated", "hf", "vllm", "openai"]),
+        help="Engine for the --model(s).",
+    )
+    @click.option(
+        "--outcomes",
+        "outcome_sets",
+        multiple=True,
+        help="Outcome set: built-in name or file (repeatable).",
+    )
+    @click.option("--design", type=click.Choice(["full", "pairs", "active"]), help="Pair design.")
+    @click.option("--pairs-file", help="Pairs to ask (design `pairs`).")
+    @click.option(
+        "--mode", type=click.Choice(["logprob", "sample", "reasoning"]), help="Answer mode."
+    )
+    @click.option("--root", help="Results root (folder or s3://).")
+    @click.option("--run-id", help="Run id (default: name + spec hash, so reruns resume).")
+    @click.option("--name", help="Run name (prefix of the generated run id).")
+    @click.option("--budget", type=int, help="Pairs to ask in total (design `active`).")
+    @click.option("--per-round", type=int, help="Pairs added per active-learning round.")
+    @click.option("--shard-size", type=int, help="Prompts per shard.")
+    @click.option("--replicas", type=int, help="Replicas per model.")
+    @click.option("--batch-size", type=int, help="Prompts per forward pass.")
+    @click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]))
+    @functools.wraps(func)
+    def wrapper(spec_file: str | None, **kwargs: Any) -> Any:
+        flags = {k: kwargs.pop(k) for k in list(kwargs) if k in _FLAGS}
+        spec = build_spec(spec_file, **flags)
+        return func(spec=spec, **kwargs)
+
+    return wrapper
+
+
+_FLAGS = {
+    "models",
+    "scorer",
+    "outcome_sets",
+    "design",
+    "pairs_file",
+    "mode",
+    "root",
+    "run_id",
+    "name",
+    "budget",
+    "per_round",
+    "shard_size",
+    "replicas",
+    "batch_size",
+    "progress",
+}
+
+
+def build_spec(spec_file: str | None, **flags: Any) -> Any:
+    """A RunSpec from an optional file plus flag overrides (validated as a whole)."""
+    import yaml
+
+    from cluster.spec import parse_spec
+
+    data: dict[str, Any] = {}
+    source = "<flags>"
+    if spec_file:
+        try:
+            with open(spec_file, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except FileNotFoundError:
+            raise SpecError(f"spec file {spec_file!r} not found") from None
+        except yaml.YAMLError as exc:
+            raise SpecError(f"spec file {spec_file!r}: not valid YAML: {exc}") from None
+        source = spec_file
+        if not isinstance(data, dict):
+            raise SpecError(f"{spec_file}: a spec must be a mapping of fields")
+    if flags.get("models"):
+        data["models"] = [{"name": m} for m in flags["models"]]
+    model_overrides = {
+        k: flags[k] for k in ("scorer", "replicas", "batch_size") if flags.get(k) is not None
+    }
+    if model_overrides:
+        data["models"] = [{**m, **model_overrides} for m in data.get("models") or [{}]]
+    if flags.get("outcome_sets"):
+        data["outcomes"] = list(flags["outcome_sets"])
+    design = dict(data.get("design") or {})
+    for key, field in (
+        ("design", "kind"),
+        ("pairs_file", "pairs_file"),
+        ("budget", "budget"),
+        ("per_round", "per_round"),
+    ):
+        if flags.get(key) is not None:
+            design[field] = flags[key]
+    if design:
+        data["design"] = design
+    if flags.get("mode"):
+        data["mode"] = {**(data.get("mode") or {}), "kind": flags["mode"]}
+    execution = dict(data.get("execution") or {})
+    for key in ("shard_size", "progress"):
+        if flags.get(key) is not None:
+            execution[key] = flags[key]
+    if execution:
+        data["execution"] = execution
+    for key in ("root", "run_id", "name"):
+        if flags.get(key) is not None:
+            data[key] = flags[key]
+    if spec_file:
+        # Re-validate with line numbers when the file alone is at fault.
+        from cluster.spec import load_spec
+
+        if not any(v for v in flags.values()):
+            return load_spec(spec_file)
+    return parse_spec(data, source)

@@ -1,0 +1,254 @@
+"""The run driver: cut a round's prompts into shards and score them on a pool of replicas.
+
+A round is a set of oriented prompts (integer arrays). The driver cuts it into shards, skips
+shards whose part file already exists (resume), starts a pool of replica actors (one engine
+each; a replica that spans several GPUs gets a placement group), hands shards to replicas as
+they free up (a couple in flight per replica so engines never idle), and keeps only counters:
+rows go from replicas straight to Parquet.
+
+Failures (STYLE.md): a bad answer is a row with ``error`` set; a replica that dies is restarted
+by Ray and its shard re-queued (up to ``max_shard_retries`` times); an engine that cannot start,
+a scorer that gives up (error budget) or a pool with no live replica stops the run with a clear
+:class:`cluster.errors.RunFailed`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cluster.errors import RunFailed
+from cluster.progress import Progress, Style
+from cluster.replica import Replica, ReplicaSetup
+from elicit.design import OrientedPrompts
+from storage import RunLayout
+
+logger = logging.getLogger(__name__)
+
+IN_FLIGHT_PER_REPLICA = 2
+READY_TIMEOUT_S = 1800.0
+
+
+@dataclass
+class RoundResult:
+    """Counters of one round of one model."""
+
+    model: str
+    round: int
+    prompts: int = 0
+    shards_total: int = 0
+    shards_skipped: int = 0
+    shards_scored: int = 0
+    rows_written: int = 0
+    errors: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+    replica_pids: set[int] = field(default_factory=set)
+
+    @property
+    def prompts_per_s(self) -> float:
+        return self.rows_written / self.seconds if self.seconds > 0 else 0.0
+
+
+def cut_shards(prompts: OrientedPrompts, shard_size: int) -> list[slice]:
+    """Contiguous shards of at most ``shard_size`` prompts (prompts are already prefix-sorted)."""
+    n = len(prompts)
+    return [slice(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
+
+
+class ReplicaPool:
+    """Replica actors for one model; created lazily, reused across rounds."""
+
+    def __init__(
+        self,
+        setup: ReplicaSetup,
+        *,
+        replicas: int,
+        num_cpus: float,
+        gpus_per_replica: float,
+        max_restarts: int = 3,
+    ) -> None:
+        import ray
+
+        self.ray = ray
+        options: dict[str, Any] = {
+            "num_cpus": num_cpus,
+            "max_restarts": max_restarts,
+            "max_task_retries": 0,  # the driver re-queues shards itself, to any replica
+        }
+        if os.environ.get("VALUESCOPE_FAULTS"):  # testing hook, see cluster.replica
+            options["runtime_env"] = {
+                "env_vars": {"VALUESCOPE_FAULTS": os.environ["VALUESCOPE_FAULTS"]}
+            }
+        self.placement_groups: list[Any] = []
+        if gpus_per_replica > 1:
+            from ray.util.placement_group import placement_group
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            bundles = [{"GPU": 1.0, "CPU": num_cpus / gpus_per_replica}] * int(gpus_per_replica)
+        actor_cls: Any = ray.remote(Replica)
+        self.actors: list[Any] = []
+        for _ in range(replicas):
+            opts = dict(options)
+            if gpus_per_replica > 1:
+                pg = placement_group(bundles, strategy="STRICT_PACK")
+                self.placement_groups.append(pg)
+                opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                    placement_group=pg, placement_group_capture_child_tasks=True
+                )
+                opts["num_gpus"] = 0
+                opts["num_cpus"] = 0
+            else:
+                opts["num_gpus"] = gpus_per_replica
+            self.actors.append(actor_cls.options(**opts).remote(setup))
+        self.model = setup.model.get("name", "?")
+        self.max_restarts = max_restarts
+        self.pids: set[int] = set()
+
+    def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        """Block until every engine loaded; a failed start is a clear error, not a hang."""
+        refs = [a.ready.remote() for a in self.actors]
+        try:
+            infos = self.ray.get(refs, timeout=timeout_s)
+        except self.ray.exceptions.GetTimeoutError:
+            raise RunFailed(
+                f"model {self.model!r}: replicas did not start within {timeout_s:.0f} s; the "
+                "cluster may lack the resources asked for (check gpus_per_replica, replicas)"
+            ) from None
+        except self.ray.exceptions.RayActorError as exc:
+            raise RunFailed(
+                f"model {self.model!r}: the engine could not start: {_cause(exc)}"
+            ) from None
+        self.pids = {info["pid"] for info in infos}
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(Exception):  # already dead
+                self.ray.kill(actor)
+        if self.placement_groups:
+            from ray.util.placement_group import remove_placement_group
+
+            for pg in self.placement_groups:
+                remove_placement_group(pg)
+        self.actors = []
+
+
+def _cause(exc: BaseException) -> str:
+    """The innermost meaningful message of a Ray error."""
+    cause = getattr(exc, "cause", None) or getattr(exc, "__cause__", None)
+    text = str(cause if cause is not None else exc)
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
+def run_round(
+    pool: ReplicaPool,
+    layout: RunLayout,
+    model: str,
+    round_: int,
+    prompts: OrientedPrompts,
+    *,
+    shard_size: int,
+    max_shard_retries: int = 3,
+    error_budget: float = 1.0,
+    progress: Style = "auto",
+) -> RoundResult:
+    """Score every prompt of a round exactly once, resuming from existing part files."""
+    ray = pool.ray
+    result = RoundResult(model=model, round=round_, prompts=len(prompts))
+    shards = cut_shards(prompts, shard_size)
+    result.shards_total = len(shards)
+    done = layout.done_shards(model, round_)
+    pending = deque(i for i in range(len(shards)) if i not in done)
+    result.shards_skipped = len(shards) - len(pending)
+    skipped_prompts = sum(shards[i].stop - shards[i].start for i in done if i < len(shards))
+    attempts = dict.fromkeys(pending, 0)
+    inflight: dict[Any, tuple[int, int]] = {}  # ref -> (replica index, shard)
+    load = [0] * len(pool.actors)
+    dead = [False] * len(pool.actors)
+    failures = [0] * len(pool.actors)  # consecutive failures per replica
+    start = time.perf_counter()
+    label = f"{model} round {round_}"
+    with Progress(label, len(prompts), progress) as bar:
+        bar.advance(skipped_prompts)
+        while pending or inflight:
+            for r, actor in enumerate(pool.actors):
+                while pending and not dead[r] and load[r] < IN_FLIGHT_PER_REPLICA:
+                    shard = pending.popleft()
+                    sl = shards[shard]
+                    ref = actor.run_shard.remote(
+                        round_,
+                        shard,
+                        prompts.pair_id[sl],
+                        prompts.a_idx[sl],
+                        prompts.b_idx[sl],
+                        prompts.orientation[sl],
+                    )
+                    inflight[ref] = (r, shard)
+                    load[r] += 1
+            if not inflight:
+                raise RunFailed(f"{label}: every replica died for good; {len(pending)} shards left")
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                r, shard = inflight.pop(ref)
+                load[r] -= 1
+                try:
+                    stats = ray.get(ref)
+                except ray.exceptions.RayActorError as exc:
+                    attempts[shard] += 1
+                    result.retries += 1
+                    logger.warning(
+                        "%s: replica %d died on shard %d (attempt %d): %s",
+                        label,
+                        r,
+                        shard,
+                        attempts[shard],
+                        _cause(exc),
+                    )
+                    if attempts[shard] > max_shard_retries:
+                        raise RunFailed(
+                            f"{label}: shard {shard} failed {attempts[shard]} times as its replica "
+                            f"died; last cause: {_cause(exc)}"
+                        ) from None
+                    failures[r] += 1
+                    if failures[r] > pool.max_restarts + 1:
+                        dead[r] = True  # restarts exhausted or its engine no longer starts
+                    pending.appendleft(shard)
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    raise RunFailed(f"{label}: shard {shard} failed: {_cause(exc)}") from None
+                failures[r] = 0
+                if stats["skipped"]:
+                    result.shards_skipped += 1
+                else:
+                    result.shards_scored += 1
+                    result.rows_written += stats["rows"]
+                    result.errors += stats["errors"]
+                bar.advance(stats["rows"], stats["errors"])
+                scored = result.rows_written
+                if scored >= 100 and result.errors / scored > error_budget:
+                    raise RunFailed(
+                        f"{label}: {result.errors} of {scored} prompts failed "
+                        f"({result.errors / scored:.0%}), over the error budget of "
+                        f"{error_budget:.0%}; see the error column of comparisons"
+                    )
+    result.seconds = time.perf_counter() - start
+    result.replica_pids = set(pool.pids)
+    return result
+
+
+def concat_prompts(parts: list[OrientedPrompts]) -> OrientedPrompts:
+    """Join oriented prompts (e.g. a round's new pairs and its held-out pairs)."""
+    return OrientedPrompts(
+        np.concatenate([p.pair_id for p in parts]),
+        np.concatenate([p.a_idx for p in parts]),
+        np.concatenate([p.b_idx for p in parts]),
+        np.concatenate([p.orientation for p in parts]),
+    )

@@ -1,0 +1,93 @@
+"""Progress display owned by the driver: rich bars on a terminal, plain lines in pods and CI,
+nothing in tests. Workers only report counters."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import Any, Literal
+
+Style = Literal["auto", "rich", "plain", "none"]
+
+
+class Progress:
+    """Counts prompts of one task (a round of one model) and shows rate, ETA and errors."""
+
+    def __init__(self, description: str, total: int, style: Style = "auto", every_s: float = 10.0):
+        self.description = description
+        self.total = total
+        self.done = 0
+        self.errors = 0
+        self.start = time.perf_counter()
+        self._last_line = self.start
+        self.every_s = every_s
+        if style == "auto":
+            style = "rich" if sys.stderr.isatty() else "plain"
+        self.style = style
+        self._rich: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if self.style == "rich":
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._rich = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:>9} prompts/s"),
+                TextColumn("errors {task.fields[errors]}"),
+                TimeElapsedColumn(),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self._rich.__enter__()
+            self._task = self._rich.add_task(self.description, total=self.total, rate="-", errors=0)
+        elif self.style == "plain":
+            print(f"{self.description}: {self.total:,} prompts", file=sys.stderr, flush=True)
+        return self
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.perf_counter() - self.start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def advance(self, prompts: int, errors: int = 0) -> None:
+        self.done += prompts
+        self.errors += errors
+        if self._rich is not None:
+            self._rich.update(
+                self._task, completed=self.done, rate=f"{self.rate:,.0f}", errors=self.errors
+            )
+        elif self.style == "plain":
+            now = time.perf_counter()
+            if now - self._last_line >= self.every_s or self.done >= self.total:
+                self._last_line = now
+                self._plain()
+
+    def _plain(self) -> None:
+        rate = self.rate
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        print(
+            f"{self.description}: {self.done:,}/{self.total:,} prompts, {rate:,.0f}/s, "
+            f"ETA {eta:,.0f} s, errors {self.errors}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._rich is not None:
+            self._rich.__exit__(exc_type, exc, tb)

@@ -1,0 +1,179 @@
+"""The elicitation pipeline on a real local Ray, with the simulated scorer and real faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from scipy.special import ndtr
+
+from cluster.api import elicit
+from cluster.errors import RunFailed
+from cluster.spec import RunSpec
+from storage.catalog import query
+
+EXE = os.path.join(os.path.dirname(sys.executable), "valuescope")
+
+
+def make_spec(root: str, **kw) -> RunSpec:
+    data = {
+        "name": "t",
+        "root": root,
+        "outcomes": ["starter"],
+        "models": [{"name": "simulated", "seed": 3, "noise": 0.5, "position_bias": 0.3}],
+        "design": {"kind": "full"},
+        "execution": {"shard_size": 500, "progress": "none"},
+    }
+    data.update(kw)
+    return RunSpec.model_validate(data)
+
+
+def exactly_once(root: str) -> tuple[int, int]:
+    rows = query(
+        root, "SELECT count(*) AS n, count(DISTINCT (pair_id, orientation)) AS d FROM comparisons"
+    )
+    row = rows.to_pylist()[0]
+    return row["n"], row["d"]
+
+
+def test_full_graph_every_prompt_once_with_true_probabilities(root, ray_local):
+    spec = make_spec(root)
+    [result] = elicit(spec)
+    n_pairs = 80 * 79 // 2
+    assert result.rows_written == 2 * n_pairs and result.shards_total == 13
+    assert exactly_once(root) == (2 * n_pairs, 2 * n_pairs)
+    table = query(
+        root,
+        """
+        SELECT c.p_a, ua.true_utility AS ua, ub.true_utility AS ub
+        FROM comparisons c
+        JOIN outcomes ua ON ua.outcome_id = c.outcome_a
+        JOIN outcomes ub ON ub.outcome_id = c.outcome_b""",
+    )
+    d = table.to_pydict()
+    expected = ndtr((np.array(d["ua"]) - np.array(d["ub"]) + 0.3) / np.sqrt(2 * 0.5**2))
+    np.testing.assert_allclose(d["p_a"], expected, rtol=1e-12)
+    runs = query(root, "SELECT status, simulated FROM runs").to_pylist()
+    assert runs == [{"status": "done", "simulated": True}]
+
+
+def test_rerun_skips_finished_shards(root, ray_local):
+    spec = make_spec(root)
+    elicit(spec)
+    [again] = elicit(spec)
+    assert again.shards_scored == 0 and again.shards_skipped == again.shards_total
+    assert exactly_once(root)[0] == 80 * 79
+
+
+def test_replica_killed_mid_shard_loses_and_duplicates_nothing(
+    root, ray_local, tmp_path, monkeypatch
+):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    monkeypatch.setenv(
+        "VALUESCOPE_FAULTS", json.dumps({"die_on_shard": [2, 7], "marker_dir": str(markers)})
+    )
+    [result] = elicit(make_spec(root))
+    assert sorted(os.listdir(markers)) == ["died-2", "died-7"]  # the process really died, twice
+    assert result.retries >= 2
+    assert exactly_once(root) == (80 * 79, 80 * 79)
+
+
+def test_engine_that_cannot_start_is_a_clear_error(root, ray_local, monkeypatch):
+    monkeypatch.setenv("VALUESCOPE_FAULTS", json.dumps({"fail_init": True}))
+    start = time.perf_counter()
+    with pytest.raises(RunFailed, match="engine could not start: .*failed to start"):
+        elicit(make_spec(root))
+    assert time.perf_counter() - start < 120
+
+
+def test_engine_that_dies_for_good_stops_the_run(root, ray_local, monkeypatch):
+    monkeypatch.setenv("VALUESCOPE_FAULTS", json.dumps({"die_always": True}))
+    spec = make_spec(
+        root, execution={"shard_size": 500, "progress": "none", "max_shard_retries": 2}
+    )
+    with pytest.raises(RunFailed, match="failed 3 times|every replica died"):
+        elicit(spec)
+    assert query(root, "SELECT status FROM runs").to_pylist() == [{"status": "failed"}]
+
+
+def test_error_budget_stops_the_run(root, ray_local, monkeypatch):
+    monkeypatch.setenv("VALUESCOPE_FAULTS", json.dumps({"error_rate": 0.5}))
+    spec = make_spec(root, models=[{"name": "simulated", "error_budget": 0.1}])
+    with pytest.raises(RunFailed, match="over the error budget"):
+        elicit(spec)
+
+
+def test_bad_outcome_set_fails_before_any_engine(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {id: a, text: One.}\n- {id: a, text: Two.}\n")
+    proc = subprocess.run(
+        [
+            EXE,
+            "elicit",
+            "--model",
+            "simulated",
+            "--outcomes",
+            str(bad),
+            "--root",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1 and "duplicate id 'a' (lines 1 and 2)" in proc.stderr
+    assert "Ray" not in proc.stderr and not (tmp_path / "r").exists()
+
+
+def test_driver_killed_and_rerun_resumes_without_recomputing(tmp_path):
+    root = str(tmp_path / "r")
+    faults = json.dumps({"sleep_s": 0.3})
+    cmd = [
+        EXE,
+        "elicit",
+        "--model",
+        "simulated",
+        "--outcomes",
+        "starter",
+        "--design",
+        "full",
+        "--root",
+        root,
+        "--shard-size",
+        "200",
+        "--progress",
+        "plain",
+        "--run-id",
+        "kill",
+    ]
+    env = {**os.environ, "VALUESCOPE_FAULTS": faults}
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    parts = os.path.join(root, "comparisons", "run_id=kill", "model=simulated", "round=0000")
+    deadline = time.time() + 120
+    while time.time() < deadline and (not os.path.isdir(parts) or len(os.listdir(parts)) < 5):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    proc.wait()
+    # Replicas may finish the shard in their hands as they go down; wait until nothing moves.
+    done_before, stable_since = -1, time.time()
+    while time.time() - stable_since < 3:
+        count = len([f for f in os.listdir(parts) if f.endswith(".parquet")])
+        if count != done_before:
+            done_before, stable_since = count, time.time()
+        time.sleep(0.2)
+    assert 5 <= done_before < 32
+    rerun = subprocess.run(
+        cmd[:-2] + ["--run-id", "kill"], capture_output=True, text=True, timeout=300
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"({32 - done_before} shards, {done_before} already done)" in rerun.stdout
+    assert exactly_once(root) == (80 * 79, 80 * 79)
