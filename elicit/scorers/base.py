@@ -16,6 +16,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 import numpy as np
 
@@ -109,7 +110,7 @@ class Scorer(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most scorers hold nothing
         """Release the engine (GPU memory, sockets)."""
 
-    def __enter__(self) -> Scorer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
