@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from cluster.errors import RunFailed
 from cluster.replica import ReplicaSetup
 from cluster.spec import RunSpec
 from elicit.config import ModelConfig
-from elicit.design import OrientedPrompts, full_graph, load_pairs, orient
+from elicit.design import OrientedPrompts, full_graph, orient
 from elicit.outcomes import OutcomeSet, combine, load_outcomes
 from elicit.prompts import PromptTemplate
 from storage import Root, RunLayout
@@ -110,39 +111,47 @@ def outcomes_table(run_id: str, outcomes: OutcomeSet, spec: RunSpec):
     )
 
 
-def design_pairs(ctx: RunContext) -> tuple[np.ndarray, np.ndarray]:
-    """Unordered pairs of a single-round design (`full` or `pairs`)."""
-    design = ctx.spec.design
-    if design.kind == "pairs":
-        assert design.pairs_file is not None
-        return load_pairs(design.pairs_file, ctx.outcomes.index())
-    return full_graph(ctx.n)
-
-
 def open_pool(ctx: RunContext, model: ModelConfig) -> ReplicaPool:
-    """Start Ray (local unless the spec names a cluster) and the replicas of one model."""
+    """Start Ray (local unless the spec names a cluster) and the replicas of one model.
+
+    On a local Ray (which cannot grow) a pool that can never fit is refused at once; on a
+    cluster the driver waits for placement up to ``$VALUESCOPE_PLACEMENT_TIMEOUT_S``.
+    """
+    from cluster import placement
     from cluster.ray_runtime import init_ray
 
-    init_ray(ctx.spec.execution.ray_address)
-    replicas = model.replicas if isinstance(model.replicas, int) else _auto_replicas(model)
+    ray = init_ray(ctx.spec.execution.ray_address)
+    cpus = ctx.spec.execution.num_cpus_per_replica
+    replicas = model.replicas if isinstance(model.replicas, int) else auto_replicas(model, cpus)
+    if ctx.spec.execution.ray_address is None and not os.environ.get("RAY_ADDRESS"):
+        # a Ray this process started: nothing will be added to it, so refuse what cannot fit
+        placement.check_fits(
+            model.name,
+            placement.cluster_nodes(ray),
+            replicas=replicas,
+            gpus_per_replica=model.gpus_per_replica,
+            cpus_per_replica=cpus,
+        )
     pool = ReplicaPool(
         ctx.setup_for(model),
         replicas=replicas,
-        num_cpus=ctx.spec.execution.num_cpus_per_replica,
+        num_cpus=cpus,
         gpus_per_replica=model.gpus_per_replica,
+        placement_timeout_s=placement.placement_timeout_s(),
     )
     pool.wait_ready()
     return pool
 
 
-def _auto_replicas(model: ModelConfig) -> int:
-    """As many replicas as the cluster's free resources fit."""
+def auto_replicas(model: ModelConfig, cpus_per_replica: float = 1.0) -> int:
+    """`replicas: auto`: as many replicas as the free resources fit, counted per node (a
+    replica's GPUs must share a node); at least 1."""
     import ray
 
-    free = ray.available_resources()
-    if model.gpus_per_replica > 0:
-        return max(1, int(free.get("GPU", 0) // model.gpus_per_replica))
-    return max(1, int(free.get("CPU", 1)))
+    from cluster.placement import cluster_nodes, replicas_that_fit
+
+    free = [node.free for node in cluster_nodes(ray)]
+    return max(1, replicas_that_fit(free, model.gpus_per_replica, cpus_per_replica))
 
 
 def elicit_round(
@@ -180,22 +189,14 @@ def elicit_round(
 
 
 def elicit(spec: RunSpec) -> list[RoundResult]:
-    """Ask every model every pair of a single-round design (`full` or `pairs`)."""
-    if spec.design.kind == "active":
-        spec = spec.model_copy(update={"design": spec.design.model_copy(update={"kind": "full"})})
-    ctx = prepare(spec)
-    i, j = design_pairs(ctx)
-    prompts = orient(i, j, ctx.n, both_orders=spec.prompt.both_orders)
-    results = []
-    for model in spec.models:
-        pool = open_pool(ctx, model)
-        try:
-            results.append(elicit_round(ctx, pool, model, 0, prompts))
-        finally:
-            pool.shutdown()
-    ctx.manifest.status = "done"
-    ctx.save_manifest()
-    return results
+    """Ask every model every pair of a single-round design (`full` or `pairs`), no fitting.
+
+    The held-out pairs of the spec are asked too (round 0), so a later ``valuescope fit`` can
+    measure held-out accuracy.
+    """
+    from cluster.run import run
+
+    return [r for model_run in run(spec, fit=False) for r in model_run.rounds]
 
 
 def preview(spec: RunSpec, n: int = 5) -> list[dict[str, str]]:

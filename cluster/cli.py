@@ -62,6 +62,70 @@ def validate(spec: str | None, schema: bool) -> None:
 
 @cli.command()
 @spec_options
+def run(spec: Any) -> None:
+    """Elicit, fit and rank: the whole pipeline for every model of a spec.
+
+    With no arguments this is the built-in quickstart: the packaged SmolLM2-135M model on this
+    machine, the starter outcome set, active learning to the default budget, a Thurstonian fit
+    and a ranked table. Rerunning an interrupted run resumes it. Without a spec file the main
+    fields are flags, e.g. `valuescope run --model simulated --outcomes starter --root DIR`.
+    """
+    from cluster.run import run as run_spec
+    from cluster.summary import render
+
+    run_id = spec.resolved_run_id()
+    click.echo(
+        f"run {run_id}: {len(spec.models)} model(s), outcomes {', '.join(spec.outcomes)}, "
+        f"design {spec.design.kind}, results in {spec.root}",
+        err=True,
+    )
+    results = run_spec(spec)
+    for r in results:
+        asked = sum(x.rows_written for x in r.rounds)
+        click.echo(
+            f"{r.model}: {r.queried_pairs:,} training pairs + {r.holdout_pairs:,} held-out pairs; "
+            f"{asked:,} prompts asked in this invocation",
+            err=True,
+        )
+    render(spec.root, run_id)
+    click.echo(
+        f"\nQuery the results: valuescope sql \"SELECT * FROM fits WHERE run_id = '{run_id}'\" --root {spec.root}\n"
+        "Run a larger model: valuescope run --model Qwen/Qwen2.5-7B-Instruct (any HF id or local "
+        "folder; add --scorer vllm on a GPU), or a spec file: valuescope run spec.yaml"
+    )
+
+
+@cli.command("fit")
+@click.argument("run_id")
+@click.option("--root", default="results", show_default=True, help="Results root.")
+@click.option(
+    "--estimator", type=click.Choice(["thurstonian", "bt"]), help="Estimator (default: the run's)."
+)
+@click.option(
+    "--position-bias/--no-position-bias", default=None, help="Fit a first-position bias term."
+)
+def fit_command(run_id: str, root: str, estimator: str | None, position_bias: bool | None) -> None:
+    """Refit a run's stored comparisons without querying any model."""
+    from cluster.fitting import refit
+    from cluster.summary import render
+
+    refit(root, run_id, estimator=estimator, position_bias=position_bias)
+    render(root, run_id)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--root", default="results", show_default=True, help="Results root.")
+@click.option("--rows", default=10, show_default=True, help="Top and bottom outcomes shown.")
+def show(run_id: str, root: str, rows: int) -> None:
+    """Print a run's ranked utilities, fit metrics and what they mean."""
+    from cluster.summary import render
+
+    render(root, run_id, rows=rows)
+
+
+@cli.command()
+@spec_options
 def elicit(spec: Any) -> None:
     """Ask a model every pair of a design (`full` graph or a `pairs` file) and store the answers.
 
@@ -197,6 +261,13 @@ def env() -> None:
     }
     for key, value in info.items():
         click.echo(f"{key:14} {value}")
+
+
+from cluster.cli_analyze import register as _register_analyze  # noqa: E402
+from cluster.cli_cluster import register as _register_cluster  # noqa: E402
+
+_register_cluster(cli)
+_register_analyze(cli)
 
 
 # --- entry point -------------------------------------------------------------------------------

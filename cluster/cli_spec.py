@@ -122,6 +122,8 @@ def build_spec(spec_file: str | None, **flags: Any) -> Any:
             execution[key] = flags[key]
     if execution:
         data["execution"] = execution
+    if not spec_file and "name" not in data:
+        data["name"] = "quickstart"
     for key in ("root", "run_id", "name"):
         if flags.get(key) is not None:
             data[key] = flags[key]

@@ -6,6 +6,9 @@ each; a replica that spans several GPUs gets a placement group), hands shards to
 they free up (a couple in flight per replica so engines never idle), and keeps only counters:
 rows go from replicas straight to Parquet.
 
+Placement (``cluster.placement``): a replica with several GPUs gets a STRICT_PACK placement
+group (its GPUs on one node, tensor parallel inside); replicas are data parallel.
+
 Failures (STYLE.md): a bad answer is a row with ``error`` set; a replica that dies is restarted
 by Ray and its shard re-queued (up to ``max_shard_retries`` times); an engine that cannot start,
 a scorer that gives up (error budget) or a pool with no live replica stops the run with a clear
@@ -74,6 +77,7 @@ class ReplicaPool:
         num_cpus: float,
         gpus_per_replica: float,
         max_restarts: int = 3,
+        placement_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
         import ray
 
@@ -83,23 +87,35 @@ class ReplicaPool:
             "max_restarts": max_restarts,
             "max_task_retries": 0,  # the driver re-queues shards itself, to any replica
         }
-        if os.environ.get("VALUESCOPE_FAULTS"):  # testing hook, see cluster.replica
-            options["runtime_env"] = {
-                "env_vars": {"VALUESCOPE_FAULTS": os.environ["VALUESCOPE_FAULTS"]}
-            }
+        env_vars = forwarded_env(setup.root)
+        if env_vars:
+            options["runtime_env"] = {"env_vars": env_vars}
+        self.model = setup.model.get("name", "?")
         self.placement_groups: list[Any] = []
         if gpus_per_replica > 1:
-            from ray.util.placement_group import placement_group
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-            bundles = [{"GPU": 1.0, "CPU": num_cpus / gpus_per_replica}] * int(gpus_per_replica)
+            from cluster import placement
+
+            # Every replica's GPUs on one node, placed before any engine starts, so a pool that
+            # does not fit fails with a message instead of engines waiting for GPUs forever.
+            self.placement_groups = placement.create_groups(replicas, gpus_per_replica, num_cpus)
+            try:
+                placement.wait_placed(
+                    ray,
+                    self.placement_groups,
+                    model=self.model,
+                    gpus_per_replica=gpus_per_replica,
+                    timeout_s=placement_timeout_s,
+                )
+            except BaseException:
+                placement.remove_groups(self.placement_groups)
+                raise
         actor_cls: Any = ray.remote(Replica)
         self.actors: list[Any] = []
-        for _ in range(replicas):
+        for pg in self.placement_groups or [None] * replicas:
             opts = dict(options)
-            if gpus_per_replica > 1:
-                pg = placement_group(bundles, strategy="STRICT_PACK")
-                self.placement_groups.append(pg)
+            if pg is not None:
                 opts["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
                     placement_group=pg, placement_group_capture_child_tasks=True
                 )
@@ -108,7 +124,6 @@ class ReplicaPool:
             else:
                 opts["num_gpus"] = gpus_per_replica
             self.actors.append(actor_cls.options(**opts).remote(setup))
-        self.model = setup.model.get("name", "?")
         self.max_restarts = max_restarts
         self.pids: set[int] = set()
 
@@ -133,11 +148,34 @@ class ReplicaPool:
             with contextlib.suppress(Exception):  # already dead
                 self.ray.kill(actor)
         if self.placement_groups:
-            from ray.util.placement_group import remove_placement_group
+            from cluster.placement import remove_groups
 
-            for pg in self.placement_groups:
-                remove_placement_group(pg)
+            remove_groups(self.placement_groups)
+            self.placement_groups = []
         self.actors = []
+
+
+#: Environment the driver passes on to its replicas: the fault-injection testing hook, and, for
+#: an ``s3://`` root, the storage settings the driver checked the root with, so replicas write
+#: where the driver can read (nodes without their own credentials included). Values are never
+#: logged; they travel in the actors' runtime_env like any other Ray job setting.
+FORWARDED_ENV = ("VALUESCOPE_FAULTS",)
+FORWARDED_S3_ENV = (
+    "VALUESCOPE_S3_ENDPOINT",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_EC2_METADATA_DISABLED",
+)
+
+
+def forwarded_env(root: str) -> dict[str, str]:
+    """Variables of this process that replicas of a run writing to ``root`` should see."""
+    names = FORWARDED_ENV + (FORWARDED_S3_ENV if root.startswith("s3://") else ())
+    return {name: os.environ[name] for name in names if os.environ.get(name)}
 
 
 def _cause(exc: BaseException) -> str:

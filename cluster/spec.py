@@ -55,9 +55,10 @@ class DesignConfig(_Spec):
     """Unordered pairs to ask in total (active); null = floor(2·N·log2 N), capped at all pairs."""
     per_round: int = Field(500, ge=1)
     """Pairs added per active-learning round."""
-    acquisition: Literal["reference", "sigma"] = "sigma"
-    """`reference`: the published procedure (small |Δμ| and low degree). `sigma`: uses the
-    fitted variances to pick the pairs whose outcome is most uncertain."""
+    acquisition: Literal["reference", "information"] = "information"
+    """`reference`: the published procedure (small |Δμ| and low degree). `information`: uses
+    the fitted means and variances to pick the pairs whose answers most reduce the summed
+    variance of the utilities (Fisher information)."""
     pseudo_labels: bool = False
     """Label unqueried pairs predicted at ≥ 0.95 for one final refit (kept out of metrics)."""
     seed: int = 0

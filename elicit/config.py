@@ -158,6 +158,10 @@ class ModelConfig(_Config):
     position_bias: float = 0.0
     """Simulated agent: shift added to the first-listed option (probit units)."""
 
+    label_noise: float = Field(0.0, ge=0)
+    """Simulated agent: sd of per-prompt noise on the probit scale of P(A) in logprob mode
+    (a real model's probabilities are not an exact function of two utilities)."""
+
     refusal_rate: float = Field(0.0, ge=0, le=1)
     """Simulated agent: share of prompts answered with neither letter."""
 

@@ -1,7 +1,10 @@
 """The DuckDB catalog: SQL views over a results root, read-only.
 
-Views: ``comparisons``, ``utilities``, ``fits``, ``outcomes`` (Parquet files) and ``runs`` (one
-row per run manifest), plus any extra table a later stage registers (e.g. analysis tables).
+Views: ``comparisons``, ``utilities``, ``fits``, ``outcomes``, ``round_pairs`` (Parquet files) and ``runs`` (one
+row per run manifest), ``sweeps`` and ``sweep_similarity`` (sweep summaries), plus any extra table
+a later stage registers, and one view per analysis table found under ``<root>/analyses/``:
+``analysis_<name>`` (the one-row-per-model ``result.parquet`` files) and
+``analysis_<name>_<table>`` (detail tables such as ``triads.parquet``).
 Local roots are read with DuckDB's own Parquet reader; ``s3://`` roots through
 ``pyarrow.dataset`` over the same filesystem layer (DuckDB scans Arrow datasets with filter
 push-down, and no DuckDB extension has to be downloaded).
@@ -14,11 +17,13 @@ is locked so it cannot touch files outside the root.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.dataset as pads
+import pyarrow.parquet as pq
 
 from storage.errors import ReadOnlyQueryError, StorageError
 from storage.fs import Root
@@ -26,7 +31,10 @@ from storage.layout import table_glob
 from storage.manifest import list_manifests
 from storage.schemas import TABLES, schema_for
 
-VIEWS = ("comparisons", "utilities", "fits", "outcomes", "runs")
+#: Views over folders written by cluster-level tools (a sweep's per-model summary and the
+#: similarity of its models' utilities); view name = folder name under the root.
+SUMMARY_VIEWS = ("sweeps", "sweep_similarity")
+VIEWS = ("comparisons", "utilities", "fits", "outcomes", "round_pairs", "runs", *SUMMARY_VIEWS)
 _ALLOWED = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
@@ -75,6 +83,30 @@ def _table_files(root: Root, table: str) -> list[str]:
     return root.list_files(root.path(table), ".parquet")
 
 
+_VIEW_PART = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def analysis_views(root: Root) -> dict[str, tuple[str, list[str]]]:
+    """Analysis tables under ``<root>/analyses/``: view name → (local glob, files).
+
+    ``<root>/analyses/<name>/run_id=…/model=…/<table>.parquet`` becomes the view
+    ``analysis_<name>`` when ``<table>`` is ``result``, else ``analysis_<name>_<table>``.
+    """
+    base = root.path("analyses")
+    found: dict[str, tuple[str, list[str]]] = {}
+    for path in root.list_files(base, ".parquet"):
+        parts = path[len(base) + 1 :].split("/")
+        if len(parts) != 4:
+            continue
+        name, table = parts[0], parts[3].removesuffix(".parquet")
+        view = "analysis_" + _VIEW_PART.sub("_", name)
+        if table != "result":
+            view += "_" + _VIEW_PART.sub("_", table)
+        glob = root.path("analyses", name, "*", "*", f"{table}.parquet")
+        found.setdefault(view, (glob, []))[1].append(path)
+    return found
+
+
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -89,13 +121,10 @@ def connect(
         extra_tables: more views, name → table folder under the root (e.g. analysis tables).
     """
     root = root if isinstance(root, Root) else Root(root)
-    if root.is_local and not root.exists(root.base):
-        raise StorageError(
-            f"results root {root.uri!r} does not exist; run something first "
-            "(e.g. `valuescope run`) or pass --root"
-        )
+    root.check_readable()  # a missing folder or bucket is an error, not an empty catalog
     con = duckdb.connect(":memory:")
     tables = {name: name for name in TABLES}
+    tables.update({name: name for name in SUMMARY_VIEWS})
     tables.update(extra_tables or {})
     for view, folder in tables.items():
         files = _table_files(root, folder)
@@ -115,6 +144,20 @@ def connect(
             )
         else:
             dataset = pads.dataset(files, filesystem=root.fs, format="parquet")
+            con.register(f"_ds_{view}", dataset)
+            con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "_ds_{view}"')
+    for view, (glob, files) in analysis_views(root).items():
+        if root.is_local:
+            con.execute(
+                f'CREATE VIEW "{view}" AS SELECT * FROM read_parquet({_quote(glob)}, '
+                "union_by_name = true, hive_partitioning = false)"
+            )
+        else:
+            # Analysis tables have ad-hoc schemas that may differ between files (a column
+            # that is null everywhere in one file): read them under one unified schema.
+            schemas = [pq.read_schema(f, filesystem=root.fs) for f in files]
+            schema = pa.unify_schemas(schemas, promote_options="permissive")
+            dataset = pads.dataset(files, schema=schema, filesystem=root.fs, format="parquet")
             con.register(f"_ds_{view}", dataset)
             con.execute(f'CREATE VIEW "{view}" AS SELECT * FROM "_ds_{view}"')
     con.register("_runs", _runs_table(root))

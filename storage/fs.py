@@ -6,8 +6,11 @@ name in the same folder is renamed over the target; on an object store the objec
 in one PUT and so becomes visible only when complete.
 
 S3 settings come from the environment (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
-``AWS_REGION``) and an endpoint override from ``VALUESCOPE_S3_ENDPOINT`` or
-``AWS_ENDPOINT_URL`` (for S3-compatible servers such as MinIO).
+``AWS_SESSION_TOKEN``, ``AWS_REGION``) and an endpoint override from ``VALUESCOPE_S3_ENDPOINT``
+or ``AWS_ENDPOINT_URL`` (for S3-compatible servers such as MinIO). With an endpoint override
+the EC2 instance-metadata lookup is switched off (``AWS_EC2_METADATA_DISABLED``; off a cloud VM
+it only stalls) and the region defaults to ``us-east-1``. Buckets are never created: a missing
+bucket is an error that names it.
 """
 
 from __future__ import annotations
@@ -24,19 +27,45 @@ from storage.errors import RootUnreachableError
 TMP_PREFIX = ".tmp-"
 
 
+def s3_endpoint() -> str | None:
+    """The S3 endpoint override from the environment, if any (``http(s)://host:port``)."""
+    return os.environ.get("VALUESCOPE_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
 def _s3_filesystem() -> pafs.S3FileSystem:
-    endpoint = os.environ.get("VALUESCOPE_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = s3_endpoint()
     kwargs: dict[str, object] = {}
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     if endpoint:
         scheme, _, host = endpoint.partition("://")
-        kwargs["endpoint_override"] = host or scheme
+        kwargs["endpoint_override"] = (host or scheme).rstrip("/")
         kwargs["scheme"] = scheme if host else "https"
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        # The AWS SDK otherwise asks the EC2 metadata service for credentials and region, which
+        # off a cloud VM only stalls each new client for seconds.
+        os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+        region = region or "us-east-1"
     if region:
         kwargs["region"] = region
     kwargs["connect_timeout"] = 5.0
     kwargs["request_timeout"] = 30.0
+    kwargs["allow_bucket_creation"] = False
+    # Delayed open: a small object is uploaded by one PutObject when the stream closes (not
+    # create/upload/complete multipart), and an upload that fails leaves no object behind.
+    kwargs["allow_delayed_open"] = True
     return pafs.S3FileSystem(**kwargs)  # type: ignore[arg-type]
+
+
+def _s3_reason(exc: Exception, endpoint: str | None) -> str:
+    """A short reason for an S3 failure (the SDK's message is long and buries it)."""
+    text = str(exc)
+    where = f"the S3 endpoint {endpoint}" if endpoint else "S3"
+    if "NO_SUCH_BUCKET" in text or "bucket does not exist" in text.lower():
+        return f"the bucket does not exist at {where} (buckets are never created for you)"
+    if "NETWORK_CONNECTION" in text or "Could not connect" in text or "curlCode: 28" in text:
+        return f"cannot connect to {where} (check VALUESCOPE_S3_ENDPOINT / AWS_ENDPOINT_URL)"
+    if "ACCESS_DENIED" in text or "AccessDenied" in text or "INVALID_ACCESS_KEY" in text:
+        return f"access denied by {where} (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
+    return text
 
 
 class Root:
@@ -70,8 +99,9 @@ class Root:
         return path if self.is_local else f"s3://{path}"
 
     def _guard(self, action: str, path: str, exc: Exception) -> RootUnreachableError:
+        reason = str(exc) if self.is_local else _s3_reason(exc, s3_endpoint())
         return RootUnreachableError(
-            f"results root {self.uri!r}: cannot {action} {self.display(path)!r}: {exc}; "
+            f"results root {self.uri!r}: cannot {action} {self.display(path)!r}: {reason}; "
             "check that the folder or bucket exists and the credentials allow it"
         )
 
@@ -116,7 +146,9 @@ class Root:
                         os.unlink(tmp)
                     raise
             else:
-                # One PUT: the object appears only once the upload completed.
+                # One PutObject (multipart for large files, completed only at the end): the
+                # object appears only once the whole upload succeeded, and a failed upload
+                # leaves no object, so a part file never exists half-written.
                 with self.fs.open_output_stream(path) as f:
                     f.write(data)
         except OSError as exc:
@@ -145,6 +177,30 @@ class Root:
             pass
         except OSError as exc:
             raise self._guard("delete", path, exc) from None
+
+    def check_readable(self) -> None:
+        """Fail with a clear message when the root's folder or bucket does not exist.
+
+        On S3 a missing bucket would otherwise list as empty and every query return nothing.
+        """
+        if self.is_local:
+            if not self.exists(self.base):
+                raise RootUnreachableError(
+                    f"results root {self.uri!r} does not exist; run something first "
+                    "(e.g. `valuescope run`) or pass --root"
+                )
+            return
+        bucket = self.base.split("/", 1)[0]
+        try:
+            info = self.fs.get_file_info(bucket)
+        except OSError as exc:
+            raise self._guard("look up", bucket, exc) from None
+        if info.type == pafs.FileType.NotFound:
+            where = f" at the S3 endpoint {s3_endpoint()}" if s3_endpoint() else ""
+            raise RootUnreachableError(
+                f"results root {self.uri!r}: the bucket {bucket!r} does not exist{where}; "
+                "check the bucket name, VALUESCOPE_S3_ENDPOINT and AWS_REGION"
+            )
 
     def check_writable(self) -> None:
         """Fail early, with a clear message, when the root cannot be written."""

@@ -7,6 +7,9 @@
     <root>/comparisons/run_id=<run>/model=<model>/round=<NNNN>/part-<NNNNN>.parquet
     <root>/utilities/run_id=<run>/model=<model>/fit-<fit_id>.parquet
     <root>/fits/run_id=<run>/model=<model>/fit-<fit_id>.parquet
+    <root>/round_pairs/run_id=<run>/model=<model>/round-<NNNN>.parquet
+    <root>/analyses/<analysis>/run_id=<run>/model=<model>/<table>.parquet   (result, details)
+    <root>/figures/run_id=<run>/model=<model>/<analysis>.png
 
 Folder names are hive-style for people and for pruning by glob; every file also holds its
 ``run_id``, ``model`` (and ``round``) columns, so a file read on its own is self-describing.
@@ -87,10 +90,41 @@ class RunLayout:
             "fits", f"run_id={self.run_id}", f"model={model_key(model)}", f"fit-{fit_id}.parquet"
         )
 
+    def round_pairs(self, model: str, round_: int) -> str:
+        """The pairs chosen for a round (written before the round is asked, so a resumed run
+        asks exactly the same pairs)."""
+        return self.root.path(
+            "round_pairs",
+            f"run_id={self.run_id}",
+            f"model={model_key(model)}",
+            f"round-{round_:04d}.parquet",
+        )
+
     def table_file(self, table: str, model: str, name: str) -> str:
         """A per-model results file of an analysis table (``<root>/<table>/run_id=…/model=…/``)."""
         return self.root.path(
             table, f"run_id={self.run_id}", f"model={model_key(model)}", f"{name}.parquet"
+        )
+
+    def inputs(self, name: str) -> str:
+        """A generated input of the run (outcome set, pair list), kept so the run is
+        reproducible: ``<root>/runs/<run_id>/inputs/<name>``."""
+        return self.root.path("runs", self.run_id, "inputs", name)
+
+    def analysis(self, analysis: str, model: str, table: str = "result") -> str:
+        """A table written by an analysis (``result`` is its one-row headline table)."""
+        return self.root.path(
+            "analyses",
+            analysis,
+            f"run_id={self.run_id}",
+            f"model={model_key(model)}",
+            f"{table}.parquet",
+        )
+
+    def figure(self, model: str, name: str) -> str:
+        """A PNG figure of an analysis of this run."""
+        return self.root.path(
+            "figures", f"run_id={self.run_id}", f"model={model_key(model)}", f"{name}.png"
         )
 
     def done_shards(self, model: str, round_: int) -> set[int]:

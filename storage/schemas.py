@@ -93,11 +93,24 @@ FITS = pa.schema(
     ]
 )
 
+ROUND_PAIRS = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("pair_id", pa.int64(), nullable=False),
+        pa.field("outcome_i", pa.string(), nullable=False),  # lower-indexed outcome of the pair
+        pa.field("outcome_j", pa.string(), nullable=False),
+        pa.field("role", pa.string(), nullable=False),  # design|start|acquired|holdout
+    ]
+)
+
 TABLES: dict[str, pa.Schema] = {
     "outcomes": OUTCOMES,
     "comparisons": COMPARISONS,
     "utilities": UTILITIES,
     "fits": FITS,
+    "round_pairs": ROUND_PAIRS,
 }
 
 

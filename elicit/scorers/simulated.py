@@ -8,7 +8,8 @@ Outcome i has a true utility μᵢ (given, or drawn from N(0, 1) with the seed) 
 
 where β (``position_bias``) favours the first-listed option. In ``logprob`` mode this
 probability is the measurement; in ``sample`` and ``reasoning`` modes K answers are drawn from
-it. A share ``refusal_rate`` of prompts is refused (no letter: mass 0 in logprob mode, an
+it; ``label_noise`` perturbs each logprob measurement on the probit scale. A share
+``refusal_rate`` of prompts is refused (no letter: mass 0 in logprob mode, an
 unparseable completion in sampling modes). Every measurement is exact and vectorised, so the
 scorer costs microseconds per prompt and exercises the pipeline, not a model.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.special import ndtr
+from scipy.special import ndtr, ndtri
 
 from elicit.config import ModeConfig, ModelConfig
 from elicit.errors import ScorerError
@@ -79,6 +80,8 @@ class SimulatedScorer(Scorer):
             [self.model.seed, int(batch.pair_id[0]), int(batch.a_idx[0]), n]
         )
         p = self.probability(batch.a_idx, batch.b_idx)
+        if self.model.label_noise > 0 and self.mode.kind == "logprob":
+            p = ndtr(ndtri(p) + self.model.label_noise * rng.standard_normal(n))
         refused = rng.random(n) < self.model.refusal_rate
         if self.mode.kind == "logprob":
             mass = np.where(refused, 0.0, 1.0)

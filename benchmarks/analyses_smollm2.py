@@ -1,0 +1,127 @@
+"""Every analysis of ``valuescope analyze`` on the packaged SmolLM2-135M (hf scorer, CPU).
+
+A small base run (starter outcomes, active learning to ``--budget`` pairs plus the default
+held-out pairs) is made first; every analysis then starts from that run id, so its spec
+(model, mode, prompt) is read back from the manifest. Each analysis keeps its default budget
+(a few hundred prompts). Prints one headline line per analysis with its wall time and the
+prompts it asked, writes ``<root>/benchmark-analyses.json`` and copies one figure per analysis
+to ``--figures``.
+
+    .venv/bin/python benchmarks/analyses_smollm2.py --root /tmp/smol --figures docs/figures
+
+Convergence needs two models in one run; it runs only when ``--model`` is given twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from cluster.analyze import ANALYSES, analyze
+from cluster.run import run
+from cluster.spec import RunSpec
+from storage.catalog import query
+
+HEADLINE = {
+    "completeness": ("decisiveness", "near_indifferent_share"),
+    "robustness": ("mean_p_first", "first_share", "low_mass_share", "paraphrase_mean_spearman"),
+    "transitivity": ("mean_cycle_prob", "hard_cycle_rate", "n_triads", "source"),
+    "convergence": ("mean_pearson",),
+    "corrigibility": ("slope", "pearson", "n_reversals"),
+    "expected-utility": ("pearson_r", "mae_z", "violation_rate", "implicit_pearson_r"),
+    "instrumental": ("error", "control_error", "ratio"),
+    "maximisation": ("top1_rate", "chance_top1", "top3_rate", "n_answered", "method"),
+    "exchange-rates": ("n_valid", "n_entities", "monotonicity", "pivot", "note"),
+    "political": ("pc1", "pc2", "nearest_reference", "explained_pc1"),
+    "time-discounting": ("better", "k_exponential", "k_hyperbolic", "n_delays_bracketed"),
+    "power": ("pearson", "spearman", "n_outcomes"),
+}
+
+
+def prompts(root: str) -> int:
+    return int(query(root, "SELECT count(*) AS n FROM comparisons").column(0)[0].as_py())
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--root", default="/tmp/valuescope-analyses")
+    parser.add_argument("--model", action="append", help="Model(s) [smollm2-135m].")
+    parser.add_argument("--budget", type=int, default=150, help="Training pairs of the base run.")
+    parser.add_argument("--only", help="Comma-separated analyses to run (default: all).")
+    parser.add_argument("--figures", help="Copy one figure per analysis into this folder.")
+    args = parser.parse_args()
+    models = args.model or ["smollm2-135m"]
+    Path(args.root).mkdir(parents=True, exist_ok=True)
+    spec = RunSpec.model_validate(
+        {
+            "name": "smollm2",
+            "root": args.root,
+            "models": [{"name": m} for m in models],
+            "design": {"kind": "active", "budget": args.budget},
+            "execution": {"progress": "plain"},
+        }
+    )
+    base = spec.resolved_run_id()
+    started = time.perf_counter()
+    run(spec)
+    summary: dict[str, Any] = {
+        "base_run": base,
+        "base_seconds": time.perf_counter() - started,
+        "base_prompts": prompts(args.root),
+        "analyses": {},
+    }
+    print(f"base run {base}: {summary['base_prompts']} prompts, {summary['base_seconds']:.0f} s")
+    names = args.only.split(",") if args.only else list(ANALYSES)
+    for name in names:
+        if name == "convergence" and len(models) < 2:
+            summary["analyses"][name] = {"skipped": "needs two models in one run"}
+            print(f"{name}: skipped (needs two models in one run)")
+            continue
+        before, t0 = prompts(args.root), time.perf_counter()
+        try:
+            outputs = analyze(name, run_id=base, root=args.root, echo=print)
+        except Exception as exc:  # keep going: report what failed
+            summary["analyses"][name] = {"error": f"{type(exc).__name__}: {exc}"}
+            print(f"{name}: FAILED {exc}")
+            continue
+        seconds, asked = time.perf_counter() - t0, prompts(args.root) - before
+        rows = {o.model: o.row for o in outputs}
+        summary["analyses"][name] = {
+            "seconds": seconds,
+            "prompts": asked,
+            "rows": rows,
+            "figures": [o.figure for o in outputs if o.figure],
+        }
+        for model, row in rows.items():
+            head = ", ".join(f"{k}={fmt(row.get(k))}" for k in HEADLINE.get(name, ()))
+            print(f"RESULT {name} [{model}] {head} ({asked} prompts, {seconds:.0f} s)")
+        if args.figures:
+            out = Path(args.figures)
+            out.mkdir(parents=True, exist_ok=True)
+            for o in outputs[:1]:
+                if o.figure:
+                    shutil.copyfile(o.figure, out / f"smollm2-{name}.png")
+    summary["total_seconds"] = time.perf_counter() - started
+    summary["total_prompts"] = prompts(args.root)
+    path = Path(args.root, "benchmark-analyses.json")
+    if args.only and path.exists():  # a partial rerun updates the earlier summary
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        summary["analyses"] = {**earlier.get("analyses", {}), **summary["analyses"]}
+        for key in ("base_seconds", "base_prompts"):
+            summary[key] = earlier.get(key, summary[key])
+    path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    print(f"total: {summary['total_prompts']} prompts in {summary['total_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Fitting inside a run: statistics from the store, estimators from ``fit``, tables back.
+
+The run's rounds decide what is trained on: round 0 holds the held-out pairs (used only for
+held-out metrics), rounds ≥ 1 the training pairs. Statistics come from one DuckDB aggregate
+per call (``fit.data``); the estimators work on those sufficient statistics, so a fit costs
+O(pairs), not O(rows).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import warnings
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from fit.data import oriented_stats
+from fit.errors import EmptyDataError, FitWarning
+from fit.metrics import accuracy, bootstrap_mu, holdout_pairs, log_loss, order_consistency
+from fit.result import BRADLEY_TERRY, THURSTONIAN, FitResult
+from fit.stats import OrientedStats, fold
+from storage import Root, RunLayout
+from storage.catalog import connect
+from storage.manifest import read_manifest
+from storage.schemas import to_table
+from storage.writer import write_table
+
+if TYPE_CHECKING:
+    from cluster.api import RunContext
+    from elicit.config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+HOLDOUT_ROUND = 0
+
+
+def holdout_pair_ids(n: int, size: int, seed: int) -> np.ndarray:
+    """Pair ids (i·N + j) of the held-out set."""
+    pairs = holdout_pairs(n, size, seed)
+    return pairs[:, 0] * n + pairs[:, 1]
+
+
+def start_graph(n: int, holdout: np.ndarray, seed: int) -> np.ndarray:
+    """Pair ids of the random 2-regular start graph (N edges), avoiding held-out pairs."""
+    from fit.acquisition import random_regular_start
+
+    pairs = random_regular_start(n, degree=2, seed=seed, exclude=_pairs(holdout, n))
+    return np.sort(pairs[:, 0] * n + pairs[:, 1])
+
+
+def _pairs(ids: np.ndarray, n: int) -> np.ndarray:
+    ids = np.asarray(ids, dtype=np.int64)
+    return np.stack([ids // n, ids % n], axis=1)
+
+
+def _estimate(oriented: OrientedStats, estimator: str, position: bool) -> tuple[FitResult, Any]:
+    """Fit utilities (and β when ``position``); returns (result, position fit or None)."""
+    from fit.bradley_terry import fit_bradley_terry
+    from fit.position import fit_position
+    from fit.thurstonian import fit_thurstonian
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)  # e.g. a disconnected early graph
+        if position:
+            est = BRADLEY_TERRY if estimator == "bt" else THURSTONIAN
+            pf = fit_position(oriented, estimator=est, allow_unobserved=True)  # type: ignore[arg-type]
+            return pf.fit, pf
+        pairs = fold(oriented)
+        if estimator == "bt":
+            return fit_bradley_terry(pairs, allow_unobserved=True), None
+        return fit_thurstonian(pairs, allow_unobserved=True), None
+
+
+def _rounds(con: Any, run_id: str, model: str) -> list[int]:
+    rows = con.execute(
+        "SELECT DISTINCT round FROM comparisons WHERE run_id = $r AND model = $m ORDER BY round",
+        {"r": run_id, "m": model},
+    ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def acquire(
+    ctx: RunContext,
+    model: ModelConfig,
+    round_: int,
+    asked: np.ndarray,
+    holdout: np.ndarray,
+    want: int,
+) -> np.ndarray:
+    """Pair ids for the next active-learning round, from a fit of everything asked so far."""
+    from fit.acquisition import information_acquire, reference_acquire
+
+    n = ctx.n
+    con = connect(ctx.layout.root)
+    try:
+        train = [
+            r for r in _rounds(con, ctx.run_id, model.name) if r != HOLDOUT_ROUND and r < round_
+        ]
+        oriented = oriented_stats(
+            con, ctx.outcomes.ids, run_id=ctx.run_id, model=model.name, rounds=train
+        )
+    finally:
+        con.close()
+    result, _ = _estimate(oriented, ctx.spec.fit.estimator, position=False)
+    design = ctx.spec.design
+    seed = design.seed * 1_000_003 + round_
+    queried = _pairs(asked, n)
+    exclude = _pairs(holdout, n)
+    if design.acquisition == "reference":
+        pairs = reference_acquire(result.mu, queried, n_new=want, exclude=exclude, seed=seed)
+    else:
+        pairs = information_acquire(result, queried, n_new=want, exclude=exclude, seed=seed)
+    return np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
+
+
+def fit_model(
+    root: Root,
+    run_id: str,
+    model: str,
+    outcome_ids: list[str],
+    *,
+    estimator: str = "thurstonian",
+    position_bias: bool = True,
+    bootstrap: int = 50,
+    seed: int = 0,
+) -> tuple[dict[str, Any], pa.Table]:
+    """Fit one model's stored comparisons and write its ``utilities`` and ``fits`` tables.
+
+    Returns:
+        (the fits row as a dict, the utilities table).
+    """
+    start = time.perf_counter()
+    con = connect(root)
+    try:
+        rounds = _rounds(con, run_id, model)
+        train = [r for r in rounds if r != HOLDOUT_ROUND]
+        if not train:
+            raise EmptyDataError(f"run {run_id!r}, model {model!r}: no training comparisons stored")
+        kw: dict[str, Any] = {"run_id": run_id, "model": model}
+        oriented = oriented_stats(con, outcome_ids, rounds=train, **kw)
+        held = None
+        if HOLDOUT_ROUND in rounds:
+            try:
+                held = fold(oriented_stats(con, outcome_ids, rounds=[HOLDOUT_ROUND], **kw))
+            except EmptyDataError:
+                held = None
+        all_oriented = oriented_stats(con, outcome_ids, rounds=None, **kw)
+        n_rows = int(
+            con.execute(
+                "SELECT count(*) FROM comparisons WHERE run_id = $run_id AND model = $model "
+                "AND error IS NULL AND p_a IS NOT NULL AND round <> 0",
+                kw,
+            ).fetchone()[0]  # type: ignore[index]
+        )
+    finally:
+        con.close()
+    result, pf = _estimate(oriented, estimator, position_bias)
+    pairs = fold(oriented)
+    interval_lo = interval_hi = np.full(len(outcome_ids), np.nan)
+    if bootstrap > 0:
+        from fit.bradley_terry import fit_bradley_terry_batch
+        from fit.thurstonian import fit_thurstonian_batch
+
+        batch = fit_bradley_terry_batch if estimator == "bt" else fit_thurstonian_batch
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FitWarning)
+            boot = bootstrap_mu(
+                pairs, n_boot=bootstrap, seed=seed, fit_batch=batch, allow_unobserved=True
+            )
+        # The bootstrap refits the folded data without β; its spread is centred on our estimate.
+        centre = np.nanmedian(boot.samples, axis=0)
+        interval_lo = result.mu + (boot.mu_lo - centre)
+        interval_hi = result.mu + (boot.mu_hi - centre)
+    consistency = order_consistency(all_oriented)
+    fit_id = estimator + ("-pb" if position_bias else "")
+    row: dict[str, Any] = {
+        "run_id": run_id,
+        "model": model,
+        "fit_id": fit_id,
+        "estimator": estimator,
+        "n_pairs": pairs.n_pairs,
+        "n_rows": n_rows,
+        "train_accuracy": accuracy(result, pairs),
+        "train_log_loss": log_loss(result, pairs),
+        "holdout_accuracy": accuracy(result, held) if held is not None else None,
+        "holdout_log_loss": log_loss(result, held) if held is not None else None,
+        "order_consistency": consistency.agreement if consistency.n_pairs else None,
+        "iterations": result.iterations,
+        "converged": result.converged,
+        "seconds": time.perf_counter() - start,
+        "position_bias": pf.beta if pf is not None else None,
+        "position_bias_lo": pf.beta_lo if pf is not None else None,
+        "position_bias_hi": pf.beta_hi if pf is not None else None,
+        "created_at": dt.datetime.now(dt.UTC),
+    }
+    layout = RunLayout(root, run_id)
+    fits = to_table("fits", {k: [v] for k, v in row.items()}, num_rows=1)
+    sigma2 = result.sigma2 if result.sigma2 is not None else np.full(len(outcome_ids), np.nan)
+    observed = result.observed if result.observed is not None else np.ones(len(outcome_ids), bool)
+    utilities = to_table(
+        "utilities",
+        {
+            "run_id": run_id,
+            "model": model,
+            "fit_id": fit_id,
+            "outcome_id": outcome_ids,
+            "mu": np.where(observed, result.mu, np.nan),
+            "sigma2": np.where(observed & np.isfinite(sigma2), sigma2, np.nan),
+            "mu_lo": np.where(observed, interval_lo, np.nan),
+            "mu_hi": np.where(observed, interval_hi, np.nan),
+        },
+        num_rows=len(outcome_ids),
+    )
+    write_table(root, layout.utilities(model, fit_id), "utilities", utilities)
+    write_table(root, layout.fits(model, fit_id), "fits", fits)
+    return row, utilities
+
+
+def final_fit(ctx: RunContext, model: ModelConfig) -> tuple[dict[str, Any], pa.Table]:
+    """The end-of-run fit of one model, with the spec's estimator settings."""
+    f = ctx.spec.fit
+    return fit_model(
+        ctx.layout.root,
+        ctx.run_id,
+        model.name,
+        ctx.outcomes.ids,
+        estimator=f.estimator,
+        position_bias=f.position_bias,
+        bootstrap=f.bootstrap,
+        seed=f.seed,
+    )
+
+
+def refit(
+    root: str, run_id: str, *, estimator: str | None = None, position_bias: bool | None = None
+) -> list[dict[str, Any]]:
+    """Refit every model of a stored run (no model is queried)."""
+    from cluster.errors import ClusterError
+    from cluster.spec import RunSpec
+
+    r = Root(root)
+    layout = RunLayout(r, run_id)
+    manifest = read_manifest(layout)
+    if manifest is None:
+        raise ClusterError(
+            f'no run {run_id!r} under {root!r} (no manifest); `valuescope sql "SELECT run_id FROM runs" --root {root}` lists runs'
+        )
+    spec = RunSpec.model_validate(manifest.spec)
+    con = connect(r)
+    try:
+        outcome_ids = [
+            row[0]
+            for row in con.execute(
+                "SELECT outcome_id FROM outcomes WHERE run_id = $r", {"r": run_id}
+            ).fetchall()
+        ]
+        models = [
+            row[0]
+            for row in con.execute(
+                "SELECT DISTINCT model FROM comparisons WHERE run_id = $r ORDER BY model",
+                {"r": run_id},
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    if not models:
+        raise ClusterError(f"run {run_id!r} has no comparisons to fit")
+    rows = []
+    for model in models:
+        row, _ = fit_model(
+            r,
+            run_id,
+            model,
+            outcome_ids,
+            estimator=estimator or spec.fit.estimator,
+            position_bias=spec.fit.position_bias if position_bias is None else position_bias,
+            bootstrap=spec.fit.bootstrap,
+            seed=spec.fit.seed,
+        )
+        rows.append(row)
+    return rows

@@ -1,0 +1,240 @@
+"""``valuescope report RUN``: one self-contained HTML page for a run.
+
+The page holds the run's ranked utilities, fit metrics and position bias per model, the runs
+derived from it (``<RUN>-…``, made by ``valuescope analyze``), and every analysis result whose
+``run_id`` or ``base_run_id`` is the run or one of its derived runs, each with its figures
+embedded as base64 PNG. Everything is read back from the results store with SQL, so the page
+shows exactly what was stored; it needs no network and no files next to it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import math
+import warnings
+from typing import Any
+
+from cluster.errors import ClusterError
+from storage import Root, model_key
+from storage.catalog import analysis_views, connect
+
+_RANKED_ROWS = 15
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+h3 { margin-top: 1.4em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.muted { color: #777; font-size: 0.85em; } .reading { background: #f7f7ff; padding: 0.6em; }
+"""
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        return f"{value:.4g}"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
+    if not rows:
+        return '<p class="muted">(no rows)</p>'
+    cols = columns or list(dict.fromkeys(k for r in rows for k in r))
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = []
+    for r in rows:
+        cells = []
+        for c in cols:
+            v = r.get(c)
+            cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _img(data: bytes, alt: str) -> str:
+    encoded = base64.b64encode(data).decode()
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
+
+
+def _related_runs(con: Any, run_id: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = (
+        con.sql(
+            "SELECT run_id, status, prompts, errors, models, created_at FROM runs "
+            "WHERE run_id = $r OR starts_with(run_id, $p) ORDER BY created_at",
+            params={"r": run_id, "p": run_id + "-"},
+        )
+        .to_arrow_table()
+        .to_pylist()
+    )
+    return rows
+
+
+def _analysis_rows(con: Any, root: Root, run_ids: set[str], run_id: str) -> dict[str, list[Any]]:
+    """Analysis view → result rows of the run, its derived runs, or with it as base run."""
+    found: dict[str, list[Any]] = {}
+    for view, (glob, _files) in sorted(analysis_views(root).items()):
+        if not glob.endswith("/result.parquet"):
+            continue  # a detail table
+        rows = con.sql(f'SELECT * FROM "{view}" ORDER BY created_at').to_arrow_table().to_pylist()
+        keep = [
+            r
+            for r in rows
+            if r.get("run_id") in run_ids
+            or r.get("base_run_id") == run_id
+            or str(r.get("run_id", "")).startswith(run_id + "-")
+        ]
+        latest: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in keep:  # ordered by created_at: a rerun replaces the earlier row
+            latest[(r["run_id"], r["model"])] = r
+        if latest:
+            found[view] = list(latest.values())
+    return found
+
+
+def _figures(root: Root, analysis: str, rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
+    """PNG figures of an analysis for the (run, model) pairs of its rows, and cross-model ones."""
+    name = analysis.replace("_", "-")
+    seen: set[str] = set()
+    out = []
+    for r in rows:
+        for key in (model_key(r["model"]), "all"):
+            path = root.path("figures", f"run_id={r['run_id']}", f"model={key}", f"{name}.png")
+            if path in seen or not root.exists(path):
+                continue
+            seen.add(path)
+            out.append((f"{name}: {r['run_id']} / {key}", root.read_bytes(path)))
+    return out
+
+
+def _model_section(model: str, data: dict[str, Any]) -> str:
+    from cluster.summary import _standardise_truth, reading
+
+    f, utilities, answers = data["fit"], data["utilities"], data["answers"]
+    parts = [f"<h3>{html.escape(model)}</h3>"]
+    parts.append(f'<p class="reading"><b>Reading:</b> {html.escape(reading(f, answers))}</p>')
+    metrics = {
+        k: f.get(k)
+        for k in (
+            "estimator",
+            "fit_id",
+            "n_pairs",
+            "n_rows",
+            "holdout_accuracy",
+            "holdout_log_loss",
+            "train_accuracy",
+            "order_consistency",
+            "position_bias",
+            "position_bias_lo",
+            "position_bias_hi",
+            "converged",
+        )
+    }
+    parts.append("<h4>Fit metrics</h4>" + _table([metrics]))
+    bias = {
+        "first_listed_wins": answers.get("first_wins"),
+        "mean_p_first": answers.get("mean_p_first"),
+        "mean_letter_mass": answers.get("mass"),
+        "error_rate": answers.get("error_rate"),
+    }
+    parts.append("<h4>Position bias and answer quality</h4>" + _table([bias]))
+    has_truth = any(u.get("true_utility") is not None for u in utilities)
+    if has_truth:
+        _standardise_truth(utilities)
+    ranked = [
+        {
+            "rank": k,
+            "outcome": u["outcome_id"],
+            "μ": u["mu"],
+            "μ lo": u["mu_lo"],
+            "μ hi": u["mu_hi"],
+            **({"true (z)": u["true_utility"]} if has_truth else {}),
+            "text": u["text"],
+        }
+        for k, u in enumerate(utilities, 1)
+    ]
+    if len(ranked) > 2 * _RANKED_ROWS:
+        shown = ranked[:_RANKED_ROWS] + [{"rank": "…"}] + ranked[-_RANKED_ROWS:]
+        note = f" (top and bottom {_RANKED_ROWS} of {len(ranked)})"
+    else:
+        shown, note = ranked, ""
+    parts.append(f"<h4>Ranked utilities{note}</h4>" + _table(shown))
+    return "\n".join(parts)
+
+
+def build_report(root: str, run_id: str) -> str:
+    """The HTML page of a run (see the module docstring)."""
+    from cluster.summary import load
+
+    r = Root(root)
+    con = connect(r)
+    try:
+        related = _related_runs(con, run_id)
+        run_ids = {row["run_id"] for row in related} | {run_id}
+        analyses = _analysis_rows(con, r, run_ids, run_id)
+    finally:
+        con.close()
+    try:
+        with warnings.catch_warnings():  # DuckDB's note on DB-API Arrow copies
+            warnings.simplefilter("ignore", UserWarning)
+            models = load(root, run_id)
+    except ClusterError:
+        models = {}
+    if not models and not analyses and not related:
+        raise ClusterError(
+            f"run {run_id!r} not found in {root!r}: no fits, no analyses and no runs named "
+            f'{run_id}-…; `valuescope sql "SELECT run_id FROM runs" --root {root}` lists runs'
+        )
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>valuescope report: {html.escape(run_id)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>valuescope report: {html.escape(run_id)}</h1>",
+        f'<p class="muted">results root {html.escape(root)}; generated {now}</p>',
+    ]
+    parts.append("<h2>Runs</h2>" + _table(related))
+    parts.append("<h2>Utilities and fit</h2>")
+    if models:
+        parts.extend(_model_section(m, d) for m, d in models.items())
+    else:
+        parts.append(f'<p class="muted">run {html.escape(run_id)} has no fit of its own.</p>')
+    parts.append("<h2>Analyses</h2>")
+    if not analyses:
+        parts.append(
+            '<p class="muted">none yet: <code>valuescope analyze all '
+            f"{html.escape(run_id)}</code></p>"
+        )
+    for view, rows in analyses.items():
+        name = view.removeprefix("analysis_")
+        parts.append(f"<h3>{html.escape(name.replace('_', '-'))}</h3>")
+        hidden = {"analysis", "created_at", "base_run_id"}
+        parts.append(_table([{k: v for k, v in row.items() if k not in hidden} for row in rows]))
+        for alt, data in _figures(r, name, rows):
+            parts.append(_img(data, alt))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(root: str, run_id: str, out: str | None = None) -> str:
+    """Write the report of a run; returns where it went (default ``<root>/reports/<RUN>.html``)."""
+    page = build_report(root, run_id).encode()
+    if out is not None:
+        with open(out, "wb") as f:
+            f.write(page)
+        return out
+    r = Root(root)
+    path = r.path("reports", f"{run_id}.html")
+    r.write_atomic(path, page)
+    return r.display(path)

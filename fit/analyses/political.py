@@ -1,0 +1,112 @@
+"""Political values: where a model's utilities over policy outcomes sit among reference entities.
+
+Rows are agents (models, and the same or other models asked to answer as a reference persona
+such as a party platform), columns are policy outcomes, entries are fitted utilities. Columns
+are centred (each policy's mean over agents removed) and the matrix is decomposed by SVD; the
+first two principal components place every agent in a plane, with the explained variance of
+each component. Signs are fixed so that each component's largest loading is positive, which
+makes the picture reproducible (a component's direction carries no meaning by itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fit.analyses._common import (
+    AnalysisInputError,
+    BoolArray,
+    FloatArray,
+    new_figure,
+    save_figure,
+    vectors_by_name,
+)
+
+
+@dataclass(frozen=True)
+class PoliticalResult:
+    """Principal components of agents' policy utilities."""
+
+    agents: tuple[str, ...]
+    """Agent names, in the order of ``coords``."""
+    is_reference: BoolArray
+    """Which agents are reference entities (personas) rather than models, shape (A,)."""
+    outcome_ids: tuple[str, ...]
+    """Policy outcome ids, in the order of the loadings (positions when vectors were plain)."""
+    coords: FloatArray
+    """Agent coordinates on the leading components, shape (A, n_components)."""
+    components: FloatArray
+    """Unit loadings of each component on the policies, shape (n_components, K)."""
+    explained_variance_ratio: FloatArray
+    """Share of the total (column-centred) variance per component, shape (n_components,)."""
+
+
+def political_pca(
+    utilities: Mapping[str, Mapping[str, float] | Sequence[float] | np.ndarray],
+    *,
+    references: Collection[str] = (),
+    n_components: int = 2,
+) -> PoliticalResult:
+    """PCA of utility vectors over policy outcomes.
+
+    Args:
+        utilities: agent name → utilities over the policies, either a mapping outcome id → μ (the
+            policies common to all agents are used) or equal-length sequences.
+        references: names of the agents that are reference entities (drawn differently).
+        n_components: components to keep (at most min(A, K)).
+    """
+    names, ids, matrix = vectors_by_name("political_pca", utilities)
+    a, k = matrix.shape
+    if a < 2 or k < 2:
+        raise AnalysisInputError(
+            f"political_pca: need at least 2 agents and 2 policies, got {a} and {k}"
+        )
+    if not np.all(np.isfinite(matrix)):
+        raise AnalysisInputError("political_pca: utilities must be finite")
+    unknown = set(references) - set(names)
+    if unknown:
+        raise AnalysisInputError(f"political_pca: unknown reference agent(s) {sorted(unknown)}")
+    centred = matrix - matrix.mean(axis=0, keepdims=True)
+    u, s, vt = np.linalg.svd(centred, full_matrices=False)
+    keep = max(1, min(n_components, len(s)))
+    biggest = np.argmax(np.abs(vt[:keep]), axis=1)
+    signs = np.sign(vt[np.arange(keep), biggest])
+    signs[signs == 0] = 1.0
+    total = float(np.sum(s * s))
+    ratio = (s[:keep] ** 2) / total if total > 0 else np.zeros(keep)
+    return PoliticalResult(
+        agents=tuple(names),
+        is_reference=np.array([n in set(references) for n in names]),
+        outcome_ids=tuple(ids) if ids is not None else tuple(str(i) for i in range(k)),
+        coords=u[:, :keep] * s[:keep] * signs,
+        components=vt[:keep] * signs[:, None],
+        explained_variance_ratio=ratio,
+    )
+
+
+def plot_political(result: PoliticalResult, path: str | Path) -> Path:
+    """Scatter of agents on the first two components, labelled, references drawn as squares."""
+    fig = new_figure(6.5, 5.5)
+    ax = fig.add_subplot()
+    xy = (
+        result.coords
+        if result.coords.shape[1] >= 2
+        else np.c_[result.coords, np.zeros(len(result.coords))]
+    )
+    ref = result.is_reference
+    ax.scatter(xy[~ref, 0], xy[~ref, 1], marker="o", color="#4c72b0", label="models")
+    if ref.any():
+        ax.scatter(xy[ref, 0], xy[ref, 1], marker="s", color="#c44e52", label="references")
+    for name, (x, y) in zip(result.agents, xy[:, :2], strict=True):
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ratio = result.explained_variance_ratio
+    ax.set_xlabel(f"PC1 ({100 * ratio[0]:.0f}% of variance)")
+    ax.set_ylabel(f"PC2 ({100 * ratio[1]:.0f}% of variance)" if len(ratio) > 1 else "PC2")
+    ax.axhline(0, color="grey", linewidth=0.5)
+    ax.axvline(0, color="grey", linewidth=0.5)
+    ax.set_title("Political values: PCA of policy utilities")
+    ax.legend()
+    return save_figure(fig, path)

@@ -1,0 +1,260 @@
+"""Comparison rows → sufficient statistics, in DuckDB. The one place the aggregation SQL lives.
+
+The input is any DuckDB relation with the ``comparisons`` columns of DESIGN.md §2 (a catalog
+view over Parquet parts, a registered Arrow table, a temporary table). Rows count when
+``error IS NULL`` and ``p_a`` is a number; rows comparing an outcome with itself carry no
+information and are dropped. Each remaining row is one observation with soft label ``p_a`` =
+P(outcome shown first is chosen), so per group the statistics are the row count ``n`` and the
+mean label.
+
+- :func:`oriented_stats` groups by ``(outcome_a, outcome_b)`` → :class:`~fit.stats.OrientedStats`.
+- :func:`pair_stats` groups by ``(least(a, b), greatest(a, b))`` and flips ``p_a`` of rows whose
+  first-listed outcome is the greater id → :class:`~fit.stats.PairStats`.
+- The ``*_by_model`` variants add ``model`` to the grouping and return one result per model, for
+  batched fits.
+
+Outcome ids are mapped to indices with the caller's list of ids (position = index) after the
+GROUP BY, in Arrow, so the connection is never modified. All values are bound parameters; only
+the relation name is spliced into the SQL, after validation as a (dotted) identifier.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fit.errors import EmptyDataError, FitError, UnknownOutcomeError
+from fit.stats import OrientedStats, PairStats
+
+Unknown = Literal["error", "drop"]
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
+
+_FILTER = """
+    error IS NULL AND p_a IS NOT NULL AND NOT isnan(p_a) AND outcome_a <> outcome_b
+    AND ($run_id IS NULL OR run_id = $run_id)
+    AND ($models::VARCHAR[] IS NULL OR list_contains($models::VARCHAR[], model))
+    AND ($rounds::INTEGER[] IS NULL OR list_contains($rounds::INTEGER[], round))
+"""
+
+_ORIENTED_SQL = """
+SELECT {model_col} outcome_a AS x, outcome_b AS y, count(*)::DOUBLE AS n, avg(p_a) AS p
+FROM {rel} WHERE {filter}
+GROUP BY ALL
+"""
+
+_PAIR_SQL = """
+SELECT {model_col} least(outcome_a, outcome_b) AS x, greatest(outcome_a, outcome_b) AS y,
+       count(*)::DOUBLE AS n,
+       avg(CASE WHEN outcome_a < outcome_b THEN p_a ELSE 1.0 - p_a END) AS p
+FROM {rel} WHERE {filter}
+GROUP BY ALL
+"""
+
+
+def _relation(name: str) -> str:
+    if not _IDENT.match(name):
+        raise FitError(
+            f"relation name {name!r} is not a plain (optionally dotted) identifier; register the "
+            "data as a view or table and pass its name"
+        )
+    return ".".join(f'"{part}"' for part in name.split("."))
+
+
+def _query(
+    con: duckdb.DuckDBPyConnection,
+    template: str,
+    relation: str,
+    run_id: str | None,
+    models: Sequence[str] | None,
+    rounds: Sequence[int] | None,
+    by_model: bool,
+) -> pa.Table:
+    sql = template.format(
+        model_col="model," if by_model else "", rel=_relation(relation), filter=_FILTER
+    )
+    params = {
+        "run_id": run_id,
+        "models": None if models is None else [str(m) for m in models],
+        "rounds": None if rounds is None else [int(r) for r in rounds],
+    }
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+def _indices(
+    table: pa.Table, outcome_ids: Sequence[str], unknown: Unknown
+) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    ids = pa.array([str(o) for o in outcome_ids], type=pa.string())
+    if len(pc.unique(ids)) != len(ids):
+        counts = pc.value_counts(ids)
+        dup = [v["values"] for v in counts.to_pylist() if v["counts"] > 1][:5]
+        raise FitError(f"outcome_ids has duplicates (e.g. {dup}); each id must appear once")
+    xs = pc.cast(table["x"], pa.string()).combine_chunks()
+    ys = pc.cast(table["y"], pa.string()).combine_chunks()
+    x = pc.index_in(xs, value_set=ids)
+    y = pc.index_in(ys, value_set=ids)
+    known = pc.and_(pc.is_valid(x), pc.is_valid(y))
+    if not pc.all(known).as_py():
+        if unknown == "error":
+            missing = pc.unique(
+                pa.concat_arrays(
+                    [xs.filter(pc.invert(pc.is_valid(x))), ys.filter(pc.invert(pc.is_valid(y)))]
+                )
+            )
+            shown = missing.to_pylist()[:5]
+            raise UnknownOutcomeError(
+                f"{len(missing)} outcome id(s) in the data are not in outcome_ids, e.g. {shown}; "
+                "pass the run's full outcome list, or unknown='drop' to ignore those rows"
+            )
+        table, x, y = table.filter(known), x.filter(known), y.filter(known)
+    return (
+        table,
+        x.to_numpy(zero_copy_only=False).astype(np.int64),
+        y.to_numpy(zero_copy_only=False).astype(np.int64),
+    )
+
+
+def _split(table: pa.Table) -> list[tuple[str, np.ndarray]]:
+    """(model, row indices) per model, in sorted model order."""
+    enc = pc.dictionary_encode(table["model"]).combine_chunks()
+    codes = enc.indices.to_numpy(zero_copy_only=False)
+    names = enc.dictionary.to_pylist()
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    out = [(names[c], order[bounds[c] : bounds[c + 1]]) for c in range(len(names))]
+    return sorted(out, key=lambda t: t[0])
+
+
+def _build(kind: str, x: np.ndarray, y: np.ndarray, n: np.ndarray, p: np.ndarray, size: int):
+    if kind == "oriented":
+        return OrientedStats(x, y, n, np.clip(p, 0.0, 1.0), size)
+    swap = x > y
+    return PairStats(
+        np.where(swap, y, x), np.where(swap, x, y), n, np.clip(np.where(swap, 1 - p, p), 0, 1), size
+    )
+
+
+def _stats(
+    kind: str,
+    con: duckdb.DuckDBPyConnection,
+    outcome_ids: Sequence[str],
+    run_id: str | None,
+    models: Sequence[str] | None,
+    rounds: Sequence[int] | None,
+    relation: str,
+    unknown: Unknown,
+    by_model: bool,
+) -> dict[str, OrientedStats | PairStats]:
+    template = _ORIENTED_SQL if kind == "oriented" else _PAIR_SQL
+    table = _query(con, template, relation, run_id, models, rounds, by_model)
+    what = f"run_id={run_id!r}, models={models!r}, rounds={rounds!r} in {relation!r}"
+    if table.num_rows == 0:
+        raise EmptyDataError(f"no usable comparison rows for {what} (errors and nulls excluded)")
+    table, x, y = _indices(table, outcome_ids, unknown)
+    if table.num_rows == 0:
+        raise EmptyDataError(f"no rows for {what} involve the given outcome ids")
+    n = table["n"].to_numpy().astype(np.float64)
+    p = table["p"].to_numpy().astype(np.float64)
+    size = len(outcome_ids)
+    if not by_model:
+        return {"": _build(kind, x, y, n, p, size)}
+    return {m: _build(kind, x[r], y[r], n[r], p[r], size) for m, r in _split(table)}
+
+
+def oriented_stats(
+    con: duckdb.DuckDBPyConnection,
+    outcome_ids: Sequence[str],
+    *,
+    run_id: str | None,
+    model: str,
+    rounds: Sequence[int] | None = None,
+    relation: str = "comparisons",
+    unknown: Unknown = "error",
+) -> OrientedStats:
+    """Ordered-pair statistics of one model: GROUP BY (outcome_a, outcome_b).
+
+    Args:
+        con: DuckDB connection that can see ``relation``.
+        outcome_ids: outcome ids; position k is index k in the result (N = len).
+        run_id: run to read; None reads every run in the relation.
+        model: model name.
+        rounds: active-learning rounds to include; None for all.
+        relation: table or view with the ``comparisons`` columns.
+        unknown: ``"error"`` (default) raises on ids missing from ``outcome_ids``;
+            ``"drop"`` ignores those rows (to fit a subset of outcomes).
+
+    Returns:
+        One record per ordered (first, second) with n = row count, p_first = mean p_a.
+
+    Raises:
+        EmptyDataError: no usable rows match.
+        UnknownOutcomeError: the data names ids not in ``outcome_ids`` (with unknown="error").
+    """
+    out = _stats("oriented", con, outcome_ids, run_id, [model], rounds, relation, unknown, False)
+    return out[""]  # type: ignore[return-value]
+
+
+def pair_stats(
+    con: duckdb.DuckDBPyConnection,
+    outcome_ids: Sequence[str],
+    *,
+    run_id: str | None,
+    model: str,
+    rounds: Sequence[int] | None = None,
+    relation: str = "comparisons",
+    unknown: Unknown = "error",
+) -> PairStats:
+    """Unordered-pair statistics of one model: both orders folded onto ``i < j``.
+
+    Arguments and errors as :func:`oriented_stats`. Returns one record per unordered pair with
+    n = rows in either order and p = mean P(i ≻ j) (``p_a`` for rows showing i first,
+    ``1 − p_a`` for rows showing j first).
+    """
+    out = _stats("pair", con, outcome_ids, run_id, [model], rounds, relation, unknown, False)
+    return out[""]  # type: ignore[return-value]
+
+
+def oriented_stats_by_model(
+    con: duckdb.DuckDBPyConnection,
+    outcome_ids: Sequence[str],
+    *,
+    run_id: str | None,
+    models: Sequence[str] | None = None,
+    rounds: Sequence[int] | None = None,
+    relation: str = "comparisons",
+    unknown: Unknown = "error",
+) -> dict[str, OrientedStats]:
+    """:func:`oriented_stats` for many models in one query (GROUP BY model too).
+
+    Args:
+        models: models to include; None for every model in the run.
+        (others as :func:`oriented_stats`)
+
+    Returns:
+        Model name → statistics, in sorted model order; models without usable rows are absent.
+    """
+    out = _stats("oriented", con, outcome_ids, run_id, models, rounds, relation, unknown, True)
+    return out  # type: ignore[return-value]
+
+
+def pair_stats_by_model(
+    con: duckdb.DuckDBPyConnection,
+    outcome_ids: Sequence[str],
+    *,
+    run_id: str | None,
+    models: Sequence[str] | None = None,
+    rounds: Sequence[int] | None = None,
+    relation: str = "comparisons",
+    unknown: Unknown = "error",
+) -> dict[str, PairStats]:
+    """:func:`pair_stats` for many models in one query; feeds :func:`fit_thurstonian_batch`.
+
+    Arguments as :func:`oriented_stats_by_model`. Returns model name → unordered-pair statistics.
+    """
+    out = _stats("pair", con, outcome_ids, run_id, models, rounds, relation, unknown, True)
+    return out  # type: ignore[return-value]

