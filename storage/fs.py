@@ -134,7 +134,9 @@ class Root:
         try:
             if self.is_local:
                 os.makedirs(parent, exist_ok=True)
-                tmp = f"{parent}/{TMP_PREFIX}{uuid.uuid4().hex}-{path.rsplit('/', 1)[1]}"
+                # The temporary name must not end like the target: readers glob "*.parquet"
+                # (DuckDB matches dot-files too) and would open a half-written file.
+                tmp = f"{parent}/{TMP_PREFIX}{path.rsplit('/', 1)[1]}.{uuid.uuid4().hex}.partial"
                 try:
                     with open(tmp, "wb") as f:
                         f.write(memoryview(data))

@@ -217,3 +217,24 @@ def test_missing_root_is_clear(tmp_path):
 def test_unsupported_scheme():
     with pytest.raises(RootUnreachableError, match="unsupported scheme"):
         Root("gs://bucket/x")
+
+
+def test_temporary_files_never_match_table_globs(root, monkeypatch):
+    """A reader that globs *.parquet while a writer is mid-write must not see the temp file."""
+    import glob as globmod
+
+    r = Root(root)
+    layout = RunLayout(r, "r1")
+    path = layout.part("m", 0, 0)
+    seen = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        seen.extend(
+            globmod.glob(os.path.join(os.path.dirname(dst), "*.parquet"), include_hidden=True)
+        )
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    write_table(r, path, "comparisons", comparisons(3))
+    assert seen == []
