@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from storage.errors import StorageError
-from storage.fs import Root
+from storage.fs import Root, polars_s3_options
 from storage.layout import RunLayout, model_key
 
 if TYPE_CHECKING:
@@ -40,4 +40,9 @@ def scan(root: str | Root, table: str) -> pl.LazyFrame:
     if root.is_local:
         return pl.scan_parquet(files, hive_partitioning=False, missing_columns="insert")
     uri_files = [f"s3://{f}" for f in files]
-    return pl.scan_parquet(uri_files, hive_partitioning=False, missing_columns="insert")
+    return pl.scan_parquet(
+        uri_files,
+        hive_partitioning=False,
+        missing_columns="insert",
+        storage_options=polars_s3_options(),
+    )

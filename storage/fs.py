@@ -32,6 +32,21 @@ def s3_endpoint() -> str | None:
     return os.environ.get("VALUESCOPE_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def polars_s3_options() -> dict[str, str]:
+    """The same S3 settings as :func:`_s3_filesystem`, in the form polars' object store reads
+    (credentials still come from the usual ``AWS_*`` variables)."""
+    options: dict[str, str] = {}
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    endpoint = s3_endpoint()
+    if endpoint:
+        options["aws_endpoint_url"] = endpoint.rstrip("/")
+        options["aws_allow_http"] = "true" if endpoint.startswith("http://") else "false"
+        region = region or "us-east-1"
+    if region:
+        options["aws_region"] = region
+    return options
+
+
 def _s3_filesystem() -> pafs.S3FileSystem:
     endpoint = s3_endpoint()
     kwargs: dict[str, object] = {}

@@ -23,6 +23,9 @@ from moto.server import ThreadedMotoServer  # noqa: E402
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
+import polars as pl  # noqa: E402
+
+import storage  # noqa: E402
 from cluster.run import run  # noqa: E402
 from cluster.spec import RunSpec  # noqa: E402
 from storage import Root  # noqa: E402
@@ -112,6 +115,11 @@ def test_run_on_s3_sql_and_resume_from_the_bucket(s3, ray_local):
     assert counts == [{"n": N_PROMPTS, "d": N_PROMPTS}]
     assert query(root, "SELECT status FROM runs").to_pylist() == [{"status": "done"}]
     assert query(root, "SELECT count(*) AS n FROM utilities").to_pylist() == [{"n": 80}]
+    # polars reads the bucket too, through the same endpoint override
+    frame = storage.scan(root, "comparisons").select(pl.len(), pl.col("p_a").mean()).collect()
+    sql_mean = query(root, "SELECT avg(p_a) AS m FROM comparisons").to_pylist()[0]["m"]
+    assert frame.item(0, 0) == N_PROMPTS
+    assert frame.item(0, 1) == pytest.approx(sql_mean)
     before = parts(client, "a/comparisons/")
     assert len(before) == 1 + 13  # held-out round: 1 shard; the rest: 13 shards of 500
     # Lose three shards, as a run killed part-way would have; the rerun asks only those.
