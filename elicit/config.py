@@ -7,7 +7,7 @@ before any model is loaded.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -98,7 +98,7 @@ class ModelConfig(_Config):
 
     scorer: ScorerKind | None = None
     """Engine: `simulated`, `hf` (transformers), `vllm`, `openai`. Null picks `simulated` for
-    the name `simulated`, else the registry's choice, else `hf`."""
+    the name `simulated`, else `hf`."""
 
     path: str | None = None
     """Weights folder or HF id to load when it differs from `name`."""
@@ -108,6 +108,12 @@ class ModelConfig(_Config):
 
     system_role: bool | None = None
     """Whether the chat template accepts a system message; null = registry or probe."""
+
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Extra variables for the chat template, e.g. `{enable_thinking: false}` for Qwen3's
+    hybrid reasoning template. Null = the registry's (Qwen3 entries turn thinking off except in
+    `reasoning` mode). Sent to OpenAI-compatible servers as `chat_template_kwargs` (vLLM, SGLang
+    read it)."""
 
     dtype: str = "auto"
     """`auto` (bf16 on GPU, fp32 on CPU), `float32`, `bfloat16` or `float16`."""

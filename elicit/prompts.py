@@ -105,6 +105,7 @@ def render(
     tokenizer: Any | None = None,
     chat: bool | None = None,
     system_role: bool = True,
+    chat_kwargs: dict[str, Any] | None = None,
 ) -> str:
     """Model input text for one orientation.
 
@@ -115,6 +116,7 @@ def render(
         chat: force chat (True) or base (False) format; None follows ``template.format`` and
             whether the tokenizer has a chat template.
         system_role: whether the chat template accepts a system message.
+        chat_kwargs: extra chat-template variables (e.g. ``enable_thinking=False``).
     """
     use_chat = resolve_chat(template, tokenizer, chat)
     if not use_chat:
@@ -124,6 +126,7 @@ def render(
         template.messages(option_a, option_b, system_role=system_role),
         tokenize=False,
         add_generation_prompt=True,
+        **(chat_kwargs or {}),
     )
     return text + template.answer_prefix
 

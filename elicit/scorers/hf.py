@@ -114,8 +114,10 @@ class PromptEncoder:
         chat: bool | None,
         system_role: bool,
         max_context: int,
+        chat_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.chat_kwargs = chat_kwargs
         self.template = template
         self.outcome_texts = outcome_texts
         self.chat = chat
@@ -132,6 +134,7 @@ class PromptEncoder:
             tokenizer=self.tokenizer,
             chat=self.use_chat,
             system_role=self.system_role,
+            chat_kwargs=self.chat_kwargs,
         )
 
     def encode(self, batch: QueryBatch) -> EncodedPrompts:
@@ -167,6 +170,17 @@ def resolve_system_role(model: ModelConfig, entry: ModelEntry | None, tokenizer:
     if entry is not None and entry.system_role is not None:
         return entry.system_role
     return accepts_system_role(tokenizer)
+
+
+def resolve_chat_kwargs(
+    model: ModelConfig, entry: ModelEntry | None, mode: ModeConfig
+) -> dict[str, Any] | None:
+    """Config, then registry (outside ``reasoning`` mode, where the model should think)."""
+    if model.chat_template_kwargs is not None:
+        return dict(model.chat_template_kwargs)
+    if entry is not None and entry.chat_template_kwargs and mode.kind != "reasoning":
+        return dict(entry.chat_template_kwargs)
+    return None
 
 
 def resolve_max_context(
@@ -294,6 +308,7 @@ class HFScorer(Scorer):
             else (self.entry.chat if self.entry else None),
             system_role=resolve_system_role(model, self.entry, tokenizer),
             max_context=resolve_max_context(model, self.entry, native, tokenizer),
+            chat_kwargs=resolve_chat_kwargs(model, self.entry, mode),
         )
         self.letter_ids = letter_token_ids(tokenizer) if mode.kind == "logprob" else {}
         self._keep_arg = "logits_to_keep" in inspect.signature(self.lm.forward).parameters

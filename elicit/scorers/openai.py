@@ -62,6 +62,7 @@ from elicit.errors import ErrorBudgetExceeded, ScorerError
 from elicit.parsing import count_letters, counts_to_p, letter_probs, parse_letter, parse_reasoning
 from elicit.prompts import PromptTemplate
 from elicit.scorers.base import Measurements, QueryBatch, Scorer
+from elicit.scorers.hf import registry_entry, resolve_chat_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +218,7 @@ class OpenAIScorer(Scorer):
         self.base_url = _safe_url(model.base_url.rstrip("/"))
         self._url = model.base_url.rstrip("/") + "/chat/completions"
         self._key = _read_key(model.api_key_env)
+        self._chat_kwargs = resolve_chat_kwargs(model, registry_entry(model), mode)
         self.effective_mode: str = mode.kind
         """Mode rows are measured in: ``mode.kind`` unless logprob fell back to ``sample``."""
         self.stats = RequestStats()
@@ -419,6 +421,8 @@ class OpenAIScorer(Scorer):
             body.update(max_tokens=self.mode.max_tokens, temperature=self.mode.temperature)
             if n > 1:
                 body["n"] = n
+        if self._chat_kwargs:
+            body["chat_template_kwargs"] = self._chat_kwargs  # vLLM / SGLang extension
         if self.template.answer_prefix:
             # vLLM extension: continue the assistant turn that starts with the prefix
             body.update(continue_final_message=True, add_generation_prompt=False)

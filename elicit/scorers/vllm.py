@@ -39,6 +39,7 @@ from elicit.scorers.hf import (
     fill_samples,
     letter_token_ids,
     registry_entry,
+    resolve_chat_kwargs,
     resolve_system_role,
     write_letter_logprobs,
 )
@@ -169,6 +170,7 @@ class VLLMScorer(Scorer):
             system_role=resolve_system_role(model, self.entry, tokenizer),
             # the engine needs room for at least one generated token
             max_context=engine_len - 1,
+            chat_kwargs=resolve_chat_kwargs(model, self.entry, mode),
         )
         self.letter_ids = letter_token_ids(tokenizer) if mode.kind == "logprob" else {}
         self.chunk = model.batch_size if "batch_size" in model.model_fields_set else DEFAULT_CHUNK

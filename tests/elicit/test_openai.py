@@ -79,6 +79,16 @@ def expected_p_a(batch: QueryBatch) -> np.ndarray:
     return sigmoid(u[batch.a_idx] - u[batch.b_idx])
 
 
+def test_chat_template_kwargs_are_sent(server: FakeOpenAIServer) -> None:
+    batch = all_pairs().take(slice(0, 2))
+    with make(server, name="qwen3-8b", path="Qwen/Qwen3-8B") as scorer:  # registry default
+        scorer.score(batch)
+    with make(server, chat_template_kwargs={"enable_thinking": True}) as scorer:
+        scorer.score(batch)
+    sent = [r.json.get("chat_template_kwargs") for r in server.chat_requests]
+    assert sent == [{"enable_thinking": False}] * 2 + [{"enable_thinking": True}] * 2
+
+
 def test_logprob_mode_reads_letter_probabilities(server: FakeOpenAIServer) -> None:
     batch = all_pairs()
     with make(server, path="org/served-model") as scorer:
@@ -95,7 +105,7 @@ def test_logprob_mode_reads_letter_probabilities(server: FakeOpenAIServer) -> No
     assert body["model"] == "org/served-model"  # path wins over name
     assert body["logprobs"] is True and body["top_logprobs"] == 20 and body["max_tokens"] == 1
     assert [m["role"] for m in body["messages"]] == ["system", "user"]
-    assert "continue_final_message" not in body
+    assert "continue_final_message" not in body and "chat_template_kwargs" not in body
     texts = sorted(last_user_text(r.json) for r in server.chat_requests)
     want = sorted(
         TEMPLATE.user_message(OUTCOMES[a], OUTCOMES[b])
