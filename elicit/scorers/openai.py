@@ -42,16 +42,13 @@ import asyncio
 import json
 import logging
 import math
-import os
 import random
-import re
 import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -63,6 +60,17 @@ from elicit.parsing import count_letters, counts_to_p, letter_probs, parse_lette
 from elicit.prompts import PromptTemplate
 from elicit.scorers.base import Measurements, QueryBatch, Scorer
 from elicit.scorers.hf import registry_entry, resolve_chat_kwargs
+from elicit.scorers.openai_wire import (
+    LoopThread,
+    NoLogprobs,
+    completions,
+    error_text,
+    read_key,
+    retry_after_s,
+    safe_url,
+    short,
+    top_logprobs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +82,6 @@ RETRYABLE_4XX = frozenset({408, 409, 429})
 MIN_BUDGET_QUERIES = 20
 #: Client errors that may mean "n > 1 is not supported" (then k single requests are tried).
 _N_REJECTED = frozenset({400, 422})
-_USERINFO = re.compile(r"//[^/@]*@")
 
 
 @dataclass
@@ -94,31 +101,6 @@ class RequestStats:
     ``malformed``."""
     errors: Counter[str] = field(default_factory=Counter)
     """Why queries failed for good (same keys, plus non-retryable statuses like ``http_400``)."""
-
-
-class _Secret:
-    """A string that never shows itself in a repr, str or log line."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "<secret>"
-
-    __str__ = __repr__
-
-
-class _Malformed(ValueError):
-    """A 200 answer without the fields we need."""
-
-
-class _NoLogprobs(Exception):
-    """A well-formed answer that carries no log-probabilities."""
 
 
 class _QueryFailed(Exception):
@@ -143,31 +125,6 @@ class _Row:
     kind: str | None = None
     latency_ms: float = 0.0
     attempts: int = 0
-
-
-class _LoopThread:
-    """An asyncio loop running forever in a daemon thread; coroutines are submitted to it."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # Ctrl-C in the caller: stop the requests too
-            raise
-
-    def stop(self) -> None:
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self.loop.close()
 
 
 class OpenAIScorer(Scorer):
@@ -215,9 +172,9 @@ class OpenAIScorer(Scorer):
                 "scorer (it talks to /chat/completions); use format 'chat' or 'auto'"
             )
         self.model_id = model.path or model.name
-        self.base_url = _safe_url(model.base_url.rstrip("/"))
+        self.base_url = safe_url(model.base_url.rstrip("/"))
         self._url = model.base_url.rstrip("/") + "/chat/completions"
-        self._key = _read_key(model.api_key_env)
+        self._key = read_key(model.api_key_env)
         self._chat_kwargs = resolve_chat_kwargs(model, registry_entry(model), mode)
         self.effective_mode: str = mode.kind
         """Mode rows are measured in: ``mode.kind`` unless logprob fell back to ``sample``."""
@@ -231,7 +188,7 @@ class OpenAIScorer(Scorer):
         self._policy_rng = np.random.default_rng(seed)
         self._use_n = mode.k > 1  # False once the endpoint is seen to ignore or reject n
         self._n_confirmed = False  # True once an n=k request returned k choices
-        self._runner: _LoopThread | None = None
+        self._runner: LoopThread | None = None
         self._runner_lock = threading.Lock()
         self._client: httpx.AsyncClient | None = None
         self._sem: asyncio.Semaphore | None = None
@@ -255,7 +212,7 @@ class OpenAIScorer(Scorer):
             return Measurements.empty(0)
         with self._runner_lock:
             if self._runner is None:
-                self._runner = _LoopThread(f"openai-scorer-{self.model_id}")
+                self._runner = LoopThread(f"openai-scorer-{self.model_id}")
                 self._finalizer = weakref.finalize(self, self._runner.stop)
             runner = self._runner
         return runner.run(self._score(batch))
@@ -376,9 +333,9 @@ class OpenAIScorer(Scorer):
             if self.effective_mode == "logprob":
                 try:
                     top, latency, attempts = await self._request(
-                        self._body(messages, logprobs=True), _top_logprobs
+                        self._body(messages, logprobs=True), top_logprobs
                     )
-                except _NoLogprobs:
+                except NoLogprobs:
                     self._fall_back()
                 else:
                     p_a, p_b, lp_a, lp_b, mass = letter_probs(top)
@@ -448,7 +405,7 @@ class OpenAIScorer(Scorer):
         if self._use_n:
             try:
                 texts, latency, attempts = await self._request(
-                    self._body(messages, logprobs=False, n=k), _completions
+                    self._body(messages, logprobs=False, n=k), completions
                 )
             except _QueryFailed as exc:
                 status = int(exc.kind[5:]) if exc.kind.startswith("http_") else 0
@@ -471,7 +428,7 @@ class OpenAIScorer(Scorer):
     ) -> tuple[list[str], float, int]:
         body = self._body(messages, logprobs=False)
         results = await asyncio.gather(
-            *(self._request(body, _completions) for _ in range(count)), return_exceptions=True
+            *(self._request(body, completions) for _ in range(count)), return_exceptions=True
         )
         texts: list[str] = []
         latency, attempts = 0.0, 0
@@ -504,7 +461,7 @@ class OpenAIScorer(Scorer):
 
         Returns (extracted value, latency of the successful attempt in ms, attempts made).
         Raises _QueryFailed when retries are used up or the failure is not retryable, and
-        _NoLogprobs straight from ``extract``.
+        NoLogprobs straight from ``extract``.
         """
         assert self._client is not None and self._sem is not None
         headers = {"Authorization": f"Bearer {self._key.reveal()}"} if self._key else {}
@@ -531,14 +488,14 @@ class OpenAIScorer(Scorer):
                 if status == 200:
                     try:
                         return extract(response.json()), latency, attempts
-                    except ValueError as exc:  # bad JSON or _Malformed
+                    except ValueError as exc:  # bad JSON or Malformed
                         kind, detail = "malformed", f"malformed answer ({exc})"
                         malformed += 1
                 else:
-                    kind, detail = f"http_{status}", f"HTTP {status}: {_error_text(response)}"
-                    retry_after = _retry_after_s(response.headers)
+                    kind, detail = f"http_{status}", f"HTTP {status}: {error_text(response)}"
+                    retry_after = retry_after_s(response.headers)
             # redact before shortening, so that no fragment of an echoed key survives the cut
-            detail = _short(self._redact(detail))
+            detail = short(self._redact(detail))
             if kind.startswith("http_4") and int(kind[5:]) not in RETRYABLE_4XX:
                 raise _QueryFailed(kind, detail, attempts, latency)
             if attempts > self.model.max_retries or malformed > self._malformed_retries:
@@ -564,114 +521,3 @@ class OpenAIScorer(Scorer):
         if self._key and self._key.reveal() in text:
             text = text.replace(self._key.reveal(), "***")
         return text
-
-
-# -- answer extraction ---------------------------------------------------------------------
-
-
-def _choices(data: Any) -> list[dict[str, Any]]:
-    choices = data.get("choices") if isinstance(data, dict) else None
-    if not isinstance(choices, list) or not choices:
-        raise _Malformed("no choices")
-    if not all(isinstance(c, dict) for c in choices):
-        raise _Malformed("a choice is not an object")
-    return choices
-
-
-def _top_logprobs(data: Any) -> dict[str, float]:
-    """token → log-probability from ``choices[0].logprobs.content[0].top_logprobs``."""
-    logprobs = _choices(data)[0].get("logprobs")
-    if logprobs is None or (isinstance(logprobs, dict) and logprobs.get("content") is None):
-        raise _NoLogprobs
-    content = logprobs.get("content") if isinstance(logprobs, dict) else None
-    if not isinstance(content, list) or not content or not isinstance(content[0], dict):
-        raise _Malformed("logprobs.content is empty or not a list of objects")
-    top = content[0].get("top_logprobs")
-    if not top:
-        raise _NoLogprobs
-    if not isinstance(top, list):
-        raise _Malformed("top_logprobs is not a list")
-    out: dict[str, float] = {}
-    for entry in top:
-        token = entry.get("token") if isinstance(entry, dict) else None
-        logprob = entry.get("logprob") if isinstance(entry, dict) else None
-        if not isinstance(token, str) or not isinstance(logprob, int | float):
-            raise _Malformed(f"bad top_logprobs entry {entry!r}")
-        # distinct token ids can decode to the same string: add their probabilities
-        out[token] = float(np.logaddexp(out[token], logprob)) if token in out else float(logprob)
-    return out
-
-
-def _completions(data: Any) -> list[str]:
-    """Completion texts of every choice, in ``index`` order (null content reads as "")."""
-    texts: list[tuple[int, str]] = []
-    for position, choice in enumerate(_choices(data)):
-        message = choice.get("message")
-        if not isinstance(message, dict):
-            raise _Malformed("a choice has no message")
-        content = message.get("content")
-        if content is not None and not isinstance(content, str):
-            raise _Malformed("message.content is not text")
-        index = choice.get("index")
-        texts.append((index if isinstance(index, int) else position, content or ""))
-    return [text for _, text in sorted(texts, key=lambda pair: pair[0])]
-
-
-# -- helpers -------------------------------------------------------------------------------
-
-
-def _read_key(env_name: str | None) -> _Secret | None:
-    if env_name is None:
-        return None
-    value = os.environ.get(env_name, "").strip()
-    if not value:
-        raise ScorerError(
-            f"api_key_env names the environment variable {env_name!r}, which is unset or empty; "
-            f"export {env_name}=<your key> where the scorer runs (or set api_key_env: null for an "
-            "endpoint without a key)"
-        )
-    return _Secret(value)
-
-
-def _retry_after_s(headers: httpx.Headers) -> float | None:
-    """Seconds the server asks us to wait: ``retry-after-ms``, else ``Retry-After`` (seconds
-    or an HTTP date); None when absent or unreadable."""
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            return max(float(raw_ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    raw = headers.get("retry-after")
-    if raw is None:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max(parsedate_to_datetime(raw).timestamp() - time.time(), 0.0)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def _error_text(response: httpx.Response) -> str:
-    """The server's error message: ``error.message`` when JSON, else the body."""
-    try:
-        data = response.json()
-    except ValueError:
-        return response.text.strip() or response.reason_phrase
-    error = data.get("error", data) if isinstance(data, dict) else data
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    return error if isinstance(error, str) else response.text
-
-
-def _short(text: str, limit: int = 300) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _safe_url(url: str) -> str:
-    """The URL without user:password@ (shown in reprs, logs and errors)."""
-    return _USERINFO.sub("//", url)
