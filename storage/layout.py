@@ -10,6 +10,7 @@
     <root>/round_pairs/run_id=<run>/model=<model>/round-<NNNN>.parquet
     <root>/analyses/<analysis>/run_id=<run>/model=<model>/<table>.parquet   (result, details)
     <root>/figures/run_id=<run>/model=<model>/<analysis>.png
+    <root>/runs/<run_id>/hidden/model=<model>/<context>/layer=<LLL>.parquet   (probe cache)
 
 Folder names are hive-style for people and for pruning by glob; every file also holds its
 ``run_id``, ``model`` (and ``round``) columns, so a file read on its own is self-describing.
@@ -126,6 +127,17 @@ class RunLayout:
         return self.root.path(
             "figures", f"run_id={self.run_id}", f"model={model_key(model)}", f"{name}.png"
         )
+
+    def hidden_dir(self, model: str, context: str) -> str:
+        """Cached hidden states of one model of the run, for one input context (``prompt``,
+        ``raw``): ``<root>/runs/<run_id>/hidden/model=<model>/<context>/``."""
+        return self.root.path(
+            "runs", self.run_id, "hidden", f"model={model_key(model)}", model_key(context)
+        )
+
+    def hidden_layer(self, model: str, context: str, layer: int) -> str:
+        """One layer's cached vectors (one row per outcome); layer 0 = the embeddings."""
+        return f"{self.hidden_dir(model, context)}/layer={layer:03d}.parquet"
 
     def done_shards(self, model: str, round_: int) -> set[int]:
         """Shards of a round whose part file exists (a part file exists only when complete)."""
