@@ -19,10 +19,11 @@ def load(root: str, run_id: str) -> dict[str, Any]:
     con = connect(Root(root))
     try:
         fits = (
-            con.execute(
-                "SELECT * FROM fits WHERE run_id = $run ORDER BY model, created_at", {"run": run_id}
+            con.sql(
+                "SELECT * FROM fits WHERE run_id = $run ORDER BY model, created_at",
+                params={"run": run_id},
             )
-            .to_arrow_table()  # type: ignore[union-attr]
+            .to_arrow_table()
             .to_pylist()
         )
         if not fits:
@@ -39,26 +40,26 @@ def load(root: str, run_id: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for model, f in latest.items():
             utilities = (
-                con.execute(
+                con.sql(
                     """SELECT u.outcome_id, o.text, u.mu, u.mu_lo, u.mu_hi, u.sigma2, o.true_utility
                    FROM utilities u LEFT JOIN outcomes o
                      ON o.run_id = u.run_id AND o.outcome_id = u.outcome_id
                    WHERE u.run_id = $run AND u.model = $model AND u.fit_id = $fit
                    ORDER BY u.mu DESC""",
-                    {"run": run_id, "model": model, "fit": f["fit_id"]},
+                    params={"run": run_id, "model": model, "fit": f["fit_id"]},
                 )
-                .to_arrow_table()  # type: ignore[union-attr]
+                .to_arrow_table()
                 .to_pylist()
             )
             bias = (
-                con.execute(
+                con.sql(
                     """SELECT avg(CASE WHEN p_a > 0.5 THEN 1.0 ELSE 0.0 END) AS first_wins,
                           avg(p_a) AS mean_p_first, avg(mass) AS mass,
                           avg(CASE WHEN error IS NULL THEN 0.0 ELSE 1.0 END) AS error_rate
                    FROM comparisons WHERE run_id = $run AND model = $model""",
-                    {"run": run_id, "model": model},
+                    params={"run": run_id, "model": model},
                 )
-                .to_arrow_table()  # type: ignore[union-attr]
+                .to_arrow_table()
                 .to_pylist()[0]
             )
             out[model] = {"fit": f, "utilities": utilities, "answers": bias}
