@@ -265,10 +265,12 @@ def env() -> None:
 
 from cluster.cli_analyze import register as _register_analyze  # noqa: E402
 from cluster.cli_cluster import register as _register_cluster  # noqa: E402
+from cluster.cli_control import register as _register_control  # noqa: E402
 from cluster.cli_probe import register as _register_probe  # noqa: E402
 
 _register_cluster(cli)
 _register_analyze(cli)
+_register_control(cli)
 _register_probe(cli)
 
 

@@ -199,7 +199,11 @@ def _hidden(
     with load_scorer(run_model, template, spec.mode) as scorer:
         load_s = time.perf_counter() - started
         with Progress(
-            f"hidden states {model.name}", len(ids), style=options.progress, every_s=5.0
+            f"hidden states {model.name}",
+            len(ids),
+            style=options.progress,
+            every_s=5.0,
+            unit="outcomes",
         ) as bar:
             result = extract(
                 scorer,

@@ -12,10 +12,20 @@ Style = Literal["auto", "rich", "plain", "none"]
 
 
 class Progress:
-    """Counts prompts of one task (a round of one model) and shows rate, ETA and errors."""
+    """Counts the units of one task (prompts of a round, steps of a fine-tuning) and shows rate,
+    ETA, errors and an optional note (e.g. the running loss)."""
 
-    def __init__(self, description: str, total: int, style: Style = "auto", every_s: float = 10.0):
+    def __init__(
+        self,
+        description: str,
+        total: int,
+        style: Style = "auto",
+        every_s: float = 10.0,
+        unit: str = "prompts",
+    ):
         self.description = description
+        self.unit = unit
+        self.note = ""
         self.total = total
         self.done = 0
         self.errors = 0
@@ -43,16 +53,19 @@ class Progress:
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:>9} prompts/s"),
+                TextColumn(f"{{task.fields[rate]:>9}} {self.unit}/s"),
                 TextColumn("errors {task.fields[errors]}"),
+                TextColumn("{task.fields[note]}"),
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 transient=False,
             )
             self._rich.__enter__()
-            self._task = self._rich.add_task(self.description, total=self.total, rate="-", errors=0)
+            self._task = self._rich.add_task(
+                self.description, total=self.total, rate="-", errors=0, note=""
+            )
         elif self.style == "plain":
-            print(f"{self.description}: {self.total:,} prompts", file=sys.stderr, flush=True)
+            print(f"{self.description}: {self.total:,} {self.unit}", file=sys.stderr, flush=True)
         return self
 
     @property
@@ -60,12 +73,16 @@ class Progress:
         elapsed = time.perf_counter() - self.start
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def advance(self, prompts: int, errors: int = 0) -> None:
-        self.done += prompts
+    def advance(self, n: int, errors: int = 0, note: str | None = None) -> None:
+        """``n`` more units done (``errors`` of them failed); ``note`` replaces the shown note."""
+        self.done += n
         self.errors += errors
+        if note is not None:
+            self.note = note
         if self._rich is not None:
+            rate = f"{self.rate:,.0f}" if self.rate >= 10 else f"{self.rate:.2f}"
             self._rich.update(
-                self._task, completed=self.done, rate=f"{self.rate:,.0f}", errors=self.errors
+                self._task, completed=self.done, rate=rate, errors=self.errors, note=self.note
             )
         elif self.style == "plain":
             now = time.perf_counter()
@@ -76,9 +93,11 @@ class Progress:
     def _plain(self) -> None:
         rate = self.rate
         eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}"
+        note = f", {self.note}" if self.note else ""
         print(
-            f"{self.description}: {self.done:,}/{self.total:,} prompts, {rate:,.0f}/s, "
-            f"ETA {eta:,.0f} s, errors {self.errors}",
+            f"{self.description}: {self.done:,}/{self.total:,} {self.unit}, {shown}/s, "
+            f"ETA {eta:,.0f} s, errors {self.errors}{note}",
             file=sys.stderr,
             flush=True,
         )
