@@ -1,0 +1,60 @@
+"""Outcome sets built for particular analyses (DESIGN.md §7).
+
+Some are generated from parameters or from another set (lotteries over base outcomes, exchange
+ladders "N units of X", money-now-versus-later pairs, preference reversals built from a model's
+own utilities); others are loaded from package data written for valuescope
+(``elicit/data/analyses/*.yaml``: uncertain events, Markov processes, open questions, policies,
+personas, exchange entities). Every generated outcome carries the attributes its analysis in
+``fit.analyses`` reads back (``kind`` first of all); every generator is deterministic given its
+seed.
+
+One module per analysis family (``lotteries``, ``instrumental``, ``maximisation``, ``exchange``,
+``political``, ``time_discounting``, ``corrigibility``); everything public is re-exported here,
+so ``from elicit import generators as gen; gen.lottery_outcomes(...)`` is the usual spelling.
+"""
+
+from __future__ import annotations
+
+from elicit.generators._common import GeneratorError
+from elicit.generators.corrigibility import reversal_outcomes
+from elicit.generators.exchange import (
+    DEFAULT_EXCHANGE_NS,
+    DEFAULT_MONEY_ANCHORS,
+    ExchangeGroup,
+    builtin_exchange_outcomes,
+    exchange_groups,
+    exchange_outcomes,
+)
+from elicit.generators.instrumental import markov_process_outcomes
+from elicit.generators.lotteries import implicit_event_outcomes, lottery_outcomes
+from elicit.generators.maximisation import OpenQuestion, maximisation_outcomes, open_questions
+from elicit.generators.political import (
+    PERSONA_INSTRUCTION,
+    Persona,
+    policy_outcomes,
+    political_personas,
+)
+from elicit.generators.time_discounting import DEFAULT_DELAYS_MONTHS, time_discounting_pairs
+
+__all__ = [
+    "DEFAULT_DELAYS_MONTHS",
+    "DEFAULT_EXCHANGE_NS",
+    "DEFAULT_MONEY_ANCHORS",
+    "ExchangeGroup",
+    "GeneratorError",
+    "OpenQuestion",
+    "PERSONA_INSTRUCTION",
+    "Persona",
+    "builtin_exchange_outcomes",
+    "exchange_groups",
+    "exchange_outcomes",
+    "implicit_event_outcomes",
+    "lottery_outcomes",
+    "markov_process_outcomes",
+    "maximisation_outcomes",
+    "open_questions",
+    "policy_outcomes",
+    "political_personas",
+    "reversal_outcomes",
+    "time_discounting_pairs",
+]
