@@ -317,8 +317,9 @@ def _batches(pair_key: np.ndarray, size: int, rng: np.random.Generator) -> list[
     """Example indices per batch, pairs in a random order, both orientations of a pair always in
     the same batch (a batch then rewards content, not a shift towards one letter); a batch
     closes once it holds at least ``size`` examples."""
-    keys, inverse = np.unique(pair_key, return_inverse=True)
-    members = [np.flatnonzero(inverse == k) for k in range(len(keys))]
+    keys, inverse, counts = np.unique(pair_key, return_inverse=True, return_counts=True)
+    # one stable sort groups each pair's examples (a scan per pair would be quadratic)
+    members = np.split(np.argsort(inverse, kind="stable"), np.cumsum(counts)[:-1])
     batches: list[np.ndarray] = []
     current: list[np.ndarray] = []
     count = 0

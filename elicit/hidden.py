@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from elicit.config import ModeConfig, ModelConfig
 from elicit.errors import ElicitError, ScorerError
-from elicit.prompts import PromptTemplate, resolve_chat
+from elicit.prompts import PromptTemplate, chat_messages, resolve_chat
 from storage import Root, RunLayout
 
 logger = logging.getLogger(__name__)
@@ -169,15 +169,9 @@ def render_inputs(scorer: Any, texts: Sequence[str], context: HiddenContext) -> 
         if not use_chat:
             out.append(f"{system}\n\n{user}" if system else user)
             continue
-        if system and not scorer.encoder.system_role:
-            messages = [{"role": "user", "content": f"{system}\n\n{user}"}]
-        elif system:
-            messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-        else:
-            messages = [{"role": "user", "content": user}]
         out.append(
             tokenizer.apply_chat_template(
-                messages,
+                chat_messages(system, user, scorer.encoder.system_role),
                 tokenize=False,
                 add_generation_prompt=True,
                 **(scorer.encoder.chat_kwargs or {}),

@@ -81,20 +81,22 @@ class PromptTemplate:
     ) -> list[dict[str, str]]:
         """Chat messages for one orientation; the system message is folded into the user
         turn when the model's template has no system role."""
-        user = self.user_message(option_a, option_b)
-        if self.system and not system_role:
-            return [{"role": "user", "content": f"{self.system}\n\n{user}"}]
-        if self.system:
-            return [
-                {"role": "system", "content": self.system},
-                {"role": "user", "content": user},
-            ]
-        return [{"role": "user", "content": user}]
+        return chat_messages(self.system, self.user_message(option_a, option_b), system_role)
 
     def base_text(self, option_a: str, option_b: str) -> str:
         """Plain-text prompt for base models: the question, a blank line, the answer cue."""
         head = f"{self.system}\n\n" if self.system else ""
         return f"{head}{self.user_message(option_a, option_b)}\n\n{self.base_cue}"
+
+
+def chat_messages(system: str | None, user: str, system_role: bool = True) -> list[dict[str, str]]:
+    """A system + user chat turn; the system message is folded into the user turn (before a
+    blank line) when the model's chat template has no system role."""
+    if system and not system_role:
+        return [{"role": "user", "content": f"{system}\n\n{user}"}]
+    if system:
+        return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    return [{"role": "user", "content": user}]
 
 
 def render(
