@@ -21,3 +21,22 @@ class ReadOnlyQueryError(StorageError):
 
 class ManifestError(StorageError):
     """A run manifest is missing, unreadable or belongs to a different spec."""
+
+
+class NameCollisionError(StorageError):
+    """Two names (models or runs) would be stored under one folder."""
+
+
+class CorruptFileError(StorageError):
+    """A Parquet file under the root is damaged (truncated, not Parquet, or not what was
+    committed). ``path`` is the file as the user would write it; ``repair`` says how to fix it."""
+
+    def __init__(self, message: str, *, path: str, problem: str, repair: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.problem = problem
+        self.repair = repair
+
+
+class QueryLimitError(StorageError):
+    """A SQL query ran past the catalog's statement timeout or memory cap."""

@@ -20,10 +20,13 @@ Model names such as ``meta-llama/Llama-3.1-8B`` are made path-safe with :func:`m
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
 
-from storage.errors import StorageError
+from storage.errors import NameCollisionError, StorageError
 from storage.fs import Root
+from storage.integrity import RECORD_SUFFIX, verify_files
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -45,6 +48,43 @@ def model_key(model: str) -> str:
     if not key:
         raise StorageError(f"model name {model!r} has no usable characters")
     return key
+
+
+def check_keys(names: Iterable[str], kind: Literal["model", "run"] = "model") -> None:
+    """Refuse names that would share a folder under the root.
+
+    Models are stored under :func:`model_key` (so ``"sim a"`` and ``"sim_a"``, or ``"a/b"`` and
+    ``"a--b"``, would write into one folder and the second would find the first's shards
+    done); runs under their id. Keys that differ only in case collide too, because a
+    case-insensitive disk (macOS, Windows) folds them into one folder.
+
+    Raises:
+        NameCollisionError: one line naming both colliding names and their key.
+        StorageError: a name with no usable characters (model) or a malformed run id.
+    """
+    seen: dict[str, str] = {}
+    for name in names:
+        key = model_key(name) if kind == "model" else check_run_id(name)
+        folded = key.casefold()
+        if folded in seen:
+            other = seen[folded]
+            if other == name:
+                raise NameCollisionError(f"{kind} {name!r} is listed twice; list each {kind} once")
+            raise NameCollisionError(
+                f"{kind}s {other!r} and {name!r} would be stored in the same folder "
+                f"({kind}={key}); rename one of them"
+            )
+        seen[folded] = name
+
+
+@dataclass(frozen=True)
+class ShardCheck:
+    """The part files of one round: which shards are done, which are damaged."""
+
+    done: set[int] = field(default_factory=set)
+    """Shards whose part is whole (footer reads, size and rows as committed)."""
+    damaged: dict[int, tuple[str, str]] = field(default_factory=dict)
+    """Shard → (file, what is wrong): to be recomputed, their part overwritten."""
 
 
 @dataclass(frozen=True)
@@ -139,16 +179,34 @@ class RunLayout:
         """One layer's cached vectors (one row per outcome); layer 0 = the embeddings."""
         return f"{self.hidden_dir(model, context)}/layer={layer:03d}.parquet"
 
-    def done_shards(self, model: str, round_: int) -> set[int]:
-        """Shards of a round whose part file exists (a part file exists only when complete)."""
-        files = self.root.list_files(self.comparisons_dir(model, round_), ".parquet")
-        done = set()
-        for path in files:
-            name = path.rsplit("/", 1)[1]
-            match = re.fullmatch(r"part-(\d+)\.parquet", name)
+    def check_shards(self, model: str, round_: int) -> ShardCheck:
+        """Every part of a round, verified (one listing, then each footer and commit record).
+
+        Raises:
+            RootUnreachableError: the root cannot be listed or read.
+        """
+        listing = self.root.file_sizes(self.comparisons_dir(model, round_))
+        records = {p for p in listing if p.endswith(RECORD_SUFFIX)}
+        parts: dict[str, int] = {}
+        sizes: dict[str, int] = {}
+        for path, size in listing.items():
+            match = re.fullmatch(r"part-(\d+)\.parquet", path.rsplit("/", 1)[1])
             if match:
-                done.add(int(match.group(1)))
-        return done
+                parts[path] = int(match.group(1))
+                sizes[path] = size
+        problems = verify_files(self.root, sizes, records)
+        check = ShardCheck()
+        for path, shard in parts.items():
+            if path in problems:
+                check.damaged[shard] = (self.root.display(path), problems[path])
+            else:
+                check.done.add(shard)
+        return check
+
+    def done_shards(self, model: str, round_: int) -> set[int]:
+        """Shards of a round whose part file is whole (see :meth:`check_shards`); a damaged
+        part does not count, so a resumed run recomputes and overwrites it."""
+        return self.check_shards(model, round_).done
 
 
 def table_glob(root: Root, table: str) -> str:

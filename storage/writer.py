@@ -2,8 +2,9 @@
 
 A part file is assembled in memory (shards are a few thousand rows) and handed to
 :meth:`storage.fs.Root.write_atomic`, so a reader never sees half a file and a crash mid-write
-leaves nothing visible: a shard is either done or not, and resume is "skip shards whose part
-file exists".
+leaves nothing visible. Right after the file, its commit record (row count and size,
+:mod:`storage.integrity`) is written next to it, so a file damaged later is told apart from the
+one that was committed: resume skips only shards whose part is whole.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 
 from storage.errors import StorageError
 from storage.fs import Root
+from storage.integrity import write_record
 from storage.schemas import check_schema, schema_for
 
 COMPRESSION = "zstd"
@@ -60,7 +62,9 @@ class PartWriter:
             return
         self._writer.close()
         self._writer = None
-        self.root.write_atomic(self.path, self._sink.getvalue())
+        data = self._sink.getvalue()
+        self.root.write_atomic(self.path, data)
+        write_record(self.root, self.path, self.rows, data.size)
 
     def abort(self) -> None:
         """Drop everything written so far; nothing becomes visible."""

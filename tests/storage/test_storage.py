@@ -230,9 +230,10 @@ def test_temporary_files_never_match_table_globs(root, monkeypatch):
     real_replace = os.replace
 
     def spy(src, dst):
-        seen.extend(
-            globmod.glob(os.path.join(os.path.dirname(dst), "*.parquet"), include_hidden=True)
-        )
+        if dst.endswith(".parquet"):  # the part itself (its commit record follows it)
+            seen.extend(
+                globmod.glob(os.path.join(os.path.dirname(dst), "*.parquet"), include_hidden=True)
+            )
         real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", spy)
