@@ -1,18 +1,25 @@
 """Outcome sets: load, validate and name the states of the world a model is asked about.
 
 An outcome file is YAML, JSON, CSV or Parquet. YAML and JSON hold either a plain list of
-records or a mapping with the list under ``outcomes:`` (and optional ``name`` and
-``description``). A record has ``id``, ``text`` and optional ``attributes`` (a mapping); CSV and
-Parquet files have ``id`` and ``text`` columns, and every other column becomes an attribute.
+records, a mapping with the list under ``outcomes:`` (and optional ``name`` and
+``description``), or a mapping of categories to lists of texts (``{category: [texts]}``, the
+layout of published outcome files), whose ids are made from the category and the text and whose
+category is kept as the ``category`` attribute. A record has ``id`` (a string or an integer),
+``text`` and optional ``attributes`` (a mapping); CSV and Parquet files have ``id`` and ``text``
+columns, an optional ``attributes`` column of JSON objects, and every other column becomes an
+attribute.
 
-Errors name the file and the line (YAML/JSON) or row (CSV/Parquet) at fault. Built-in sets ship
-as package data and are addressed by name (``starter``).
+Errors name the file, the line (YAML/JSON) or row (CSV/Parquet), the field and the value at
+fault. Built-in sets ship as package data and are addressed by name (``starter``). The formats
+are documented in docs/outcomes.md.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -129,12 +136,15 @@ def _load_tree(path: Path, name: str) -> OutcomeSet:
     description = ""
     records_node = node
     records = data
+    if _is_category_map(data):
+        return _build(path, name, "", _category_records(path, node, data), unit="line")
     if isinstance(data, dict):
         unknown = set(data) - _SET_FIELDS
         if unknown:
             raise OutcomeSetError(
                 f"outcome set {str(path)!r}: unknown top-level field(s) {sorted(unknown)}; "
-                f"allowed: {sorted(_SET_FIELDS)}"
+                f"allowed: {sorted(_SET_FIELDS)} (or a {{category: [texts]}} file, whose every "
+                "value is a list of texts)"
             )
         if "outcomes" not in data:
             raise OutcomeSetError(f"outcome set {str(path)!r}: no 'outcomes:' list found")
@@ -151,19 +161,83 @@ def _load_tree(path: Path, name: str) -> OutcomeSet:
     return _build(path, name, description, list(zip(lines, records, strict=True)), unit="line")
 
 
+def _is_category_map(data: Any) -> bool:
+    """``{category: [texts]}``: a non-empty mapping without ``outcomes:`` whose values are all
+    lists (a record list under ``outcomes:`` is the other mapping form)."""
+    return (
+        isinstance(data, dict)
+        and bool(data)
+        and "outcomes" not in data
+        and all(isinstance(v, list) for v in data.values())
+    )
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "outcome"
+
+
+def category_id(category: str, text: str) -> str:
+    """The id of an outcome given as ``{category: [texts]}``: the category's slug and a short
+    hash of the text (whitespace-normalised), so ids stay the same whatever the order of the
+    categories and texts, and change only when the text does."""
+    digest = hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:8]
+    return f"{_slug(category)}-{digest}"
+
+
+def _category_records(path: Path, node: Any, data: dict[Any, list[Any]]) -> list[tuple[int, Any]]:
+    if len(node.value) != len(data):
+        keys = [k.value for k, _ in node.value]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        raise OutcomeSetError(
+            f"outcome set {str(path)!r}: category {twice[0] if twice else '?'!r} appears twice; "
+            "merge its lists"
+        )
+    rows: list[tuple[int, Any]] = []
+    seen: dict[str, int] = {}
+    for (name, category), (_key_node, value_node) in zip(data.items(), node.value, strict=True):
+        for item, item_node in zip(category, value_node.value, strict=True):
+            line = item_node.start_mark.line + 1
+            if not isinstance(item, str):
+                raise OutcomeSetError(
+                    f"outcome set {str(path)!r} line {line}: category {str(name)!r} holds "
+                    f"{item!r} ({type(item).__name__}); a {{category: [texts]}} file lists only "
+                    "texts (quote it, or use records with id and text)"
+                )
+            outcome_id = category_id(str(name), item)
+            if outcome_id in seen:
+                raise OutcomeSetError(
+                    f"outcome set {str(path)!r} lines {seen[outcome_id]} and {line}: category "
+                    f"{str(name)!r} lists the same text twice ({_short(item)}); remove one"
+                )
+            seen[outcome_id] = line
+            record = {"id": outcome_id, "text": item, "attributes": {"category": str(name)}}
+            rows.append((line, record))
+    return rows
+
+
 # --- tables ------------------------------------------------------------------------------------
 
 
 def _load_csv(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
         with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            rows = [(i + 2, dict(row)) for i, row in enumerate(reader)]  # line 1 is the header
-            header = reader.fieldnames or []
+            reader = csv.reader(f)
+            header = next(reader, [])
+            rows = [(reader.line_num, fields) for fields in reader if fields]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise OutcomeSetError(f"outcome set {str(path)!r}: cannot read CSV: {exc}") from None
     _check_columns(path, header)
-    return [(line, _split_attributes(row)) for line, row in rows]
+    records = []
+    for line, fields in rows:
+        if len(fields) != len(header):
+            raise OutcomeSetError(
+                f"outcome set {str(path)!r} row {line}: {len(fields)} fields but the header has "
+                f"{len(header)} ({', '.join(header)}); quote a field that holds a comma"
+            )
+        records.append(
+            (line, _split_attributes(path, line, dict(zip(header, fields, strict=True))))
+        )
+    return records
 
 
 def _load_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -174,7 +248,7 @@ def _load_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise OutcomeSetError(f"outcome set {str(path)!r}: cannot read Parquet: {exc}") from None
     _check_columns(path, table.column_names)
-    return [(i + 1, _split_attributes(row)) for i, row in enumerate(table.to_pylist())]
+    return [(i + 1, _split_attributes(path, i + 1, row)) for i, row in enumerate(table.to_pylist())]
 
 
 def _check_columns(path: Path, header: Sequence[str]) -> None:
@@ -185,16 +259,38 @@ def _check_columns(path: Path, header: Sequence[str]) -> None:
         )
 
 
-def _split_attributes(row: dict[str, Any]) -> dict[str, Any]:
+def _split_attributes(path: Path, row_no: int, row: dict[str, Any]) -> dict[str, Any]:
+    at = f"outcome set {str(path)!r} row {row_no}, field 'attributes'"
     attributes = row.pop("attributes", None)
     if isinstance(attributes, str) and attributes.strip():
-        attributes = json.loads(attributes)
+        try:
+            attributes = json.loads(attributes)
+        except json.JSONDecodeError as exc:
+            raise OutcomeSetError(
+                f"{at}: {_short(attributes)} is not valid JSON ({exc.msg}); write a JSON object "
+                'such as {"category": "health"}, or leave the cell empty'
+            ) from None
+    elif isinstance(attributes, list) and all(isinstance(p, tuple) for p in attributes):
+        attributes = dict(attributes)  # a Parquet map column
+    if attributes in (None, ""):
+        attributes = {}
+    if not isinstance(attributes, dict):
+        raise OutcomeSetError(
+            f"{at}: {_short(attributes)} is a {type(attributes).__name__}, not a JSON object; "
+            'write it as {"name": value, ...}, or give each attribute its own column'
+        )
     extra = {k: v for k, v in row.items() if k not in ("id", "text") and v not in (None, "")}
     record = {"id": row.get("id"), "text": row.get("text")}
-    merged = {**(attributes or {}), **extra}
+    merged = {**attributes, **extra}
     if merged:
         record["attributes"] = merged
     return record
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = repr(text if len(text) <= limit else text[: limit - 1] + "…")
+    return text
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -222,9 +318,25 @@ def _build(
         raw_id = record.get("id")
         if raw_id is None or str(raw_id).strip() == "":
             raise OutcomeSetError(f"{at}: missing or empty id")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+            shown = json.dumps(raw_id, default=str)
+            fix = (
+                "quote it in the file so it reads as text"
+                if unit == "line"
+                else "use a column of strings or integers"
+            )
+            raise OutcomeSetError(
+                f"{at}, field 'id': {shown} is a {type(raw_id).__name__}, not a string or an "
+                f"integer; {fix}"
+            )
         outcome_id = str(raw_id).strip()
         text = record.get("text")
-        if not isinstance(text, str) or not text.strip():
+        if text is not None and not isinstance(text, str):
+            raise OutcomeSetError(
+                f"{at}, field 'text': outcome {outcome_id!r} has a {type(text).__name__} "
+                f"({json.dumps(text, default=str)}), not a text; quote it"
+            )
+        if text is None or not text.strip():
             raise OutcomeSetError(f"{at}: outcome {outcome_id!r} has empty text")
         attributes = record.get("attributes") or {}
         if not isinstance(attributes, dict):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -103,3 +104,136 @@ def test_combine_requires_unique_ids(tmp_path):
     b.write_text("- {id: z, text: One.}\n- {id: y, text: Two.}\n")
     with pytest.raises(OutcomeSetError, match="'y' appears in both"):
         combine([load_outcomes(a), load_outcomes(b)])
+
+
+# --- bad input: one line naming file, row/line, field and value (issue 12, item 7) ----------------
+
+
+def _one_line_error(path, *needles):
+    with pytest.raises(OutcomeSetError) as info:
+        load_outcomes(path)
+    message = str(info.value)
+    assert "\n" not in message and path.name in message, message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+@pytest.mark.parametrize(
+    "cell, needles",
+    [
+        ('"{bad json"', ["row 3", "field 'attributes'", "'{bad json'", "not valid JSON"]),
+        ('"[1, 2]"', ["row 3", "field 'attributes'", "'[1, 2]'", "list, not a JSON object"]),
+        ('"42"', ["row 3", "'42'", "int, not a JSON object"]),
+    ],
+)
+def test_csv_attributes_cell_that_is_not_an_object(tmp_path, cell, needles):
+    f = tmp_path / "attrs.csv"
+    f.write_text(f'id,text,attributes\na,One.,"{{""k"": 1}}"\nb,Two.,{cell}\n')
+    _one_line_error(f, *needles)
+
+
+def test_csv_attributes_cell_that_is_an_object_is_merged(tmp_path):
+    f = tmp_path / "attrs.csv"
+    f.write_text('id,text,attributes,n\na,One.,"{""k"": 1}",2\nb,Two.,,\n')
+    s = load_outcomes(f)
+    assert s.outcomes[0].attributes == {"k": 1, "n": "2"}
+    assert s.outcomes[1].attributes == {}
+
+
+def test_parquet_attributes_column_is_checked_per_row(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "text": ["A.", "B."], "attributes": ['{"k": 1}', "{x"]}), bad
+    )
+    _one_line_error(bad, "row 2", "field 'attributes'", "'{x'", "not valid JSON")
+    listed = tmp_path / "list.parquet"
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "text": ["A.", "B."], "attributes": [[1], [2, 3]]}), listed
+    )
+    _one_line_error(listed, "row 1", "field 'attributes'", "[1]", "list, not a JSON object")
+    mapped = tmp_path / "map.parquet"
+    attrs = pa.array([[("k", "x")], [("k", "y")]], type=pa.map_(pa.string(), pa.string()))
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["A.", "B."], "attributes": attrs}), mapped)
+    assert [o.attributes for o in load_outcomes(mapped)] == [{"k": "x"}, {"k": "y"}]
+
+
+@pytest.mark.parametrize(
+    "record, needles",
+    [
+        ("{id: true, text: Two.}", ["line 2", "field 'id'", "true is a bool", "quote it"]),
+        ("{id: [x], text: Two.}", ["line 2", "field 'id'", '["x"] is a list', "quote it"]),
+        ("{id: 1.5, text: Two.}", ["line 2", "field 'id'", "1.5 is a float"]),
+        ("{id: b, text: 5}", ["line 2", "field 'text'", "int (5)"]),
+    ],
+)
+def test_ids_and_texts_of_the_wrong_type_are_not_coerced(tmp_path, record, needles):
+    f = tmp_path / "ids.yaml"
+    f.write_text(f"- {{id: a, text: One.}}\n- {record}\n")
+    _one_line_error(f, *needles)
+
+
+def test_integer_ids_are_kept_as_text(tmp_path):
+    f = tmp_path / "ints.yaml"
+    f.write_text("- {id: 1, text: One.}\n- {id: 2, text: Two.}\n")
+    assert load_outcomes(f).ids == ["1", "2"]
+    p = tmp_path / "ints.parquet"
+    pq.write_table(pa.table({"id": [True, False], "text": ["A.", "B."]}), p)
+    _one_line_error(p, "row 1", "field 'id'", "true is a bool")
+
+
+@pytest.mark.parametrize(
+    "content, needles",
+    [
+        ("id,text\na,One.,extra\nb,Two.\n", ["row 2", "3 fields but the header has 2"]),
+        ("id,text,category\na,One.,x\nb,Two.\n", ["row 3", "2 fields but the header has 3"]),
+    ],
+)
+def test_ragged_csv_row_is_refused(tmp_path, content, needles):
+    f = tmp_path / "ragged.csv"
+    f.write_text(content)
+    _one_line_error(f, *needles)
+
+
+# --- the paper's layout: {category: [texts]} (issue 13, item 6) ----------------------------------
+
+
+PAPER = {
+    "health": ["You are cured of a chronic illness.", "A new vaccine saves 1000 lives."],
+    "wealth": ["You receive $1,000.", "You receive $1,000,000."],
+    "AI & robots": ["An AI system gains access to more compute."],
+}
+
+
+def test_category_map_json_loads_with_stable_ids_and_category(tmp_path):
+    f = tmp_path / "options.json"
+    f.write_text(json.dumps(PAPER, indent=2))
+    s = load_outcomes(f)
+    assert len(s) == 5 and s.name == "options"
+    assert [o.attributes for o in s] == [{"category": c} for c in PAPER for _ in PAPER[c]]
+    assert s.texts == [t for c in PAPER for t in PAPER[c]]
+    assert all(re.fullmatch(r"(health|wealth|ai-robots)-[0-9a-f]{8}", i) for i in s.ids), s.ids
+    assert len(set(s.ids)) == 5
+    # Same ids on every load and whatever the order of categories and texts (and spacing).
+    shuffled = {c: list(reversed(PAPER[c])) for c in reversed(list(PAPER))}
+    shuffled["wealth"][0] = "  You receive   $1,000,000. "
+    g = tmp_path / "shuffled.json"
+    g.write_text(json.dumps(shuffled))
+    by_text = {o.text: o.id for o in load_outcomes(g)}
+    assert by_text == {o.text: o.id for o in load_outcomes(f)}
+
+
+def test_category_map_yaml_and_its_errors(tmp_path):
+    y = tmp_path / "cats.yaml"
+    y.write_text("health:\n  - Cured.\n  - Vaccinated.\nwealth:\n  - Rich.\n")
+    s = load_outcomes(y)
+    assert [o.attributes["category"] for o in s] == ["health", "health", "wealth"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("health:\n  - Cured.\n  - 7\n")
+    _one_line_error(bad, "line 3", "category 'health' holds 7", "texts")
+    twice = tmp_path / "twice.json"
+    twice.write_text('{\n "health": [\n  "Cured.",\n  "Cured."\n ]\n}\n')
+    _one_line_error(twice, "lines 3 and 4", "same text twice", "'Cured.'")
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text(json.dumps({"name": "x", "health": ["Cured.", "Rich."]}))
+    _one_line_error(mixed, "unknown top-level", "{category: [texts]}")
