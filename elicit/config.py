@@ -7,7 +7,7 @@ before any model is loaded.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,6 +15,10 @@ ScorerKind = Literal["simulated", "hf", "vllm", "openai"]
 ModeKind = Literal["logprob", "sample", "reasoning"]
 UnparseablePolicy = Literal["skip", "random", "distribution"]
 PromptFormat = Literal["auto", "chat", "base"]
+
+FAST_SIMULATED = "simulated-fast"
+"""Model name of the index-reading simulated agent (throughput benchmarks only)."""
+SIMULATED_NAMES = ("simulated", FAST_SIMULATED)
 
 
 class _Config(BaseModel):
@@ -93,12 +97,14 @@ class ModelConfig(_Config):
     """One model to elicit from, and how to run it."""
 
     name: str = "smollm2-135m"
-    """Registry name (see `valuescope models`), a Hugging Face id, a local folder, or
-    `simulated`. Stored in the `model` column."""
+    """Registry name (see `valuescope models`), a Hugging Face id, a local folder,
+    `simulated` (an agent with known utilities that reads each rendered prompt), or
+    `simulated-fast` (the same agent reading outcome indices instead of text: for throughput
+    benchmarks only, it cannot see what the prompt shows). Stored in the `model` column."""
 
     scorer: ScorerKind | None = None
     """Engine: `simulated`, `hf` (transformers), `vllm`, `openai`. Null picks `simulated` for
-    the name `simulated`, else `hf`."""
+    the names `simulated` and `simulated-fast`, else `hf`."""
 
     path: str | None = None
     """Weights folder or HF id to load when it differs from `name`."""
@@ -158,21 +164,67 @@ class ModelConfig(_Config):
     seed: int = 0
     """Seed for the simulated agent and for sampling."""
 
-    noise: float = Field(1.0, gt=0)
-    """Simulated agent: standard deviation of the Thurstonian noise per outcome."""
+    noise: float = Field(1.0, gt=0, allow_inf_nan=False)
+    """Simulated agent: standard deviation of the Thurstonian noise per outcome (the base σ;
+    see `noise_spread` and `noise_by_outcome` for outcome-specific σᵢ)."""
 
-    position_bias: float = 0.0
-    """Simulated agent: shift added to the first-listed option (probit units)."""
+    noise_spread: float = Field(0.0, ge=0, le=5, allow_inf_nan=False)
+    """Simulated agent: heteroscedastic noise, σᵢ = noise · exp(noise_spread · zᵢ) with zᵢ ~
+    N(0, 1) drawn from `seed` (0 = the same σ for every outcome)."""
 
-    label_noise: float = Field(0.0, ge=0)
+    noise_by_outcome: dict[str, Annotated[float, Field(gt=0, allow_inf_nan=False)]] | None = None
+    """Simulated agent: σᵢ by outcome id (outcomes not listed keep the σ of `noise` and
+    `noise_spread`)."""
+
+    position_bias: float = Field(0.0, allow_inf_nan=False)
+    """Simulated agent: shift added to the option shown under the letter A (probit units)."""
+
+    label_noise: float = Field(0.0, ge=0, allow_inf_nan=False)
     """Simulated agent: sd of per-prompt noise on the probit scale of P(A) in logprob mode
     (a real model's probabilities are not an exact function of two utilities)."""
 
-    refusal_rate: float = Field(0.0, ge=0, le=1)
-    """Simulated agent: share of prompts answered with neither letter."""
+    refusal_rate: float = Field(0.0, ge=0, le=1, allow_inf_nan=False)
+    """Simulated agent: share of prompts answered with neither letter (logprob mode: the
+    letter mass is 0; sample and reasoning modes: every completion is unparseable)."""
 
-    utilities: dict[str, float] | None = None
+    utilities: dict[str, Annotated[float, Field(allow_inf_nan=False)]] | None = None
     """Simulated agent: true utilities by outcome id; null = drawn from N(0, 1) with `seed`."""
+
+    template_sensitivity: float = Field(0.0, ge=0, le=10, allow_inf_nan=False)
+    """Simulated agent: sd of a per-wording utility perturbation. The wording is the prompt
+    text without the two options and the persona phrases; each wording adds its own seeded
+    N(0, sd²) draw to every outcome's utility (0 = the wording does not matter)."""
+
+    persona_offsets: dict[str, dict[str, Annotated[float, Field(allow_inf_nan=False)]]] | None = (
+        None
+    )
+    """Simulated agent: utility offsets applied when a persona appears in the prompt. Key: a
+    packaged persona id (`valuescope analyze political` personas, detected by its instruction
+    text) or `text:<phrase>` (detected by the phrase). Value: outcome id or glob on outcome ids
+    (e.g. `policy-tax-*`) → offset added to those outcomes' utilities."""
+
+    framing_phrase: str | None = Field(None, min_length=1)
+    """Simulated agent: a phrase (e.g. "exactly one of the following") whose presence in the
+    prompt triggers the framing effect of `framing_factor`."""
+
+    framing_factor: float = Field(1.0, ge=0, le=10, allow_inf_nan=False)
+    """Simulated agent: under the framing phrase, the utilities of outcomes whose text states
+    a quantity N move toward the mean of the outcomes with the same N by this factor,
+    u → m_N + factor·(u − m_N): differences between entities at equal N (log exchange ratios)
+    shrink by it (1 = no effect)."""
+
+    @field_validator("persona_offsets")
+    @classmethod
+    def _known_personas(
+        cls, value: dict[str, dict[str, float]] | None
+    ) -> dict[str, dict[str, float]] | None:
+        if value is None:
+            return value
+        from elicit.scorers.reader import persona_phrase
+
+        for key in value:
+            persona_phrase(key)  # raises ValueError naming the key
+        return value
 
     @model_validator(mode="after")
     def _resolve(self) -> ModelConfig:
@@ -190,6 +242,6 @@ class ModelConfig(_Config):
         """The scorer this model runs on, after defaults."""
         if self.scorer is not None:
             return self.scorer
-        if self.name == "simulated":
+        if self.name in SIMULATED_NAMES:
             return "simulated"
         return "hf"

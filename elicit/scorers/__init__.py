@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from elicit.config import ModeConfig, ModelConfig
+from elicit.config import FAST_SIMULATED, ModeConfig, ModelConfig
 from elicit.prompts import PromptTemplate
 from elicit.scorers.base import Measurements, QueryBatch, Scorer
 
@@ -25,9 +25,10 @@ def make_scorer(
     """Build the scorer a model config asks for (loads the model)."""
     kind = model.scorer_kind
     if kind == "simulated":
-        from elicit.scorers.simulated import SimulatedScorer
+        from elicit.scorers.simulated import FastSimulatedScorer, SimulatedScorer
 
-        return SimulatedScorer(model, mode, template, outcome_texts, outcome_ids=outcome_ids)
+        agent = FastSimulatedScorer if model.name == FAST_SIMULATED else SimulatedScorer
+        return agent(model, mode, template, outcome_texts, outcome_ids=outcome_ids)
     if kind == "hf":
         from elicit.scorers.hf import HFScorer
 
