@@ -52,6 +52,7 @@ REFUSAL_TEXT = "I would rather not choose between these."
 #: treats ``[seed, 0]`` as ``seed``: every tag is non-zero and comes last).
 _NOISE_TAG = 0x51
 _WORDING_TAG = 0x57
+_CHOICE_TAG = 0x43
 
 
 def true_utilities(model: ModelConfig, outcome_ids: Sequence[str]) -> np.ndarray:
@@ -80,6 +81,37 @@ def true_noise(model: ModelConfig, outcome_ids: Sequence[str]) -> np.ndarray:
             [given.get(o, s) for o, s in zip(outcome_ids, sigma.tolist(), strict=True)]
         )
     return sigma
+
+
+def free_form_choices(
+    model: ModelConfig,
+    outcome_ids: Sequence[str],
+    candidates: Sequence[Sequence[str]],
+    seed: int,
+) -> list[str]:
+    """The agent's answers to open questions: per question, the candidate of highest noisy
+    utility μᵢ + σᵢ·zᵢ (one fresh zᵢ ~ N(0, 1) per candidate and question).
+
+    The draws z come from a stream of their own, seeded by the model's seed, ``seed`` and a
+    tag, so they never repeat the draws of the utilities (which would make the noisy order the
+    true order at every noise level).
+
+    Args:
+        model: the simulated model.
+        outcome_ids: every outcome the utilities are defined over (in their seeding order).
+        candidates: per question, the outcome ids of its candidates.
+        seed: the analysis seed.
+    """
+    index = {o: i for i, o in enumerate(outcome_ids)}
+    u, sigma = true_utilities(model, outcome_ids), true_noise(model, outcome_ids)
+    flat = np.array([index[c] for group in candidates for c in group], dtype=np.int64)
+    z = np.random.default_rng([model.seed, seed, _CHOICE_TAG]).standard_normal(len(flat))
+    noisy = u[flat] + sigma[flat] * z
+    bounds = np.cumsum([len(group) for group in candidates])[:-1]
+    return [
+        group[int(np.argmax(values))]
+        for group, values in zip(candidates, np.split(noisy, bounds), strict=True)
+    ]
 
 
 def _ids(outcome_texts: Sequence[str], outcome_ids: Sequence[str] | None) -> list[str]:

@@ -18,6 +18,8 @@ Which invariant guards which part of the measurement:
   built-in wording, and ``test_letters_come_from_the_labels`` on a wording whose labels are
   swapped. Swapping the letters of the built-in template fails the first (planted and watched).
 - **Wording, framing, noise, refusals**: the configured effects act by the stated amounts.
+- **Maximisation answers**: ``test_free_form_choices_miss_the_best_candidate_more_often_with_more_noise``
+  (seeding the noise like the utilities, the old bug, fails it; planted and watched).
 - **Bad input**: an agent that cannot be honoured is a one-line spec error naming field and value.
 """
 
@@ -37,7 +39,12 @@ from elicit.prompts import PromptTemplate
 from elicit.scorers import make_scorer
 from elicit.scorers.base import QueryBatch
 from elicit.scorers.reader import quantity, read_options
-from elicit.scorers.simulated import FastSimulatedScorer, SimulatedScorer
+from elicit.scorers.simulated import (
+    FastSimulatedScorer,
+    SimulatedScorer,
+    free_form_choices,
+    true_utilities,
+)
 from fit.analyses.power import POWER_TEMPLATE
 from fit.analyses.robustness import PARAPHRASE_TEMPLATES
 
@@ -302,3 +309,35 @@ def test_an_agent_that_cannot_be_honoured_is_a_one_line_spec_error(fields, needl
         parse_spec({"outcomes": ["starter"], "models": [{"name": "simulated", **fields}]}, "s.yaml")
     message = str(caught.value)
     assert "\n" not in message and needle in message and "models.0." in message
+
+
+def test_free_form_choices_miss_the_best_candidate_more_often_with_more_noise() -> None:
+    """The maximisation analysis's simulated answers: top-1 falls with noise (its noise stream
+    once repeated the utilities' stream, so the best candidate won at every noise level)."""
+    from fit.analyses.maximisation import Question, maximisation
+
+    outcomes = gen.maximisation_outcomes()
+    questions = gen.open_questions()
+    candidates = [q.candidates for q in questions]
+    structured = [Question(q.id, q.candidates) for q in questions]
+    top1 = []
+    for noise in (0.05, 0.5, 1.0, 3.0):
+        rates = []
+        for seed in range(30):
+            model = ModelConfig(name="simulated", seed=seed, noise=noise)
+            truth = dict(
+                zip(outcomes.ids, true_utilities(model, outcomes.ids).tolist(), strict=True)
+            )
+            chosen = free_form_choices(model, outcomes.ids, candidates, 0)  # analysis seed 0
+            choices = {q.id: c for q, c in zip(questions, chosen, strict=True)}
+            rates.append(maximisation(structured, truth, choices).top1_rate)
+        top1.append(float(np.mean(rates)))
+    assert top1[0] > 0.9
+    assert top1[0] > top1[1] > top1[2] > top1[3]
+    assert top1[3] < 0.6
+    # the seeds the analysis uses by default (model seed 0, analysis seed 0)
+    model = ModelConfig(name="simulated", seed=0, noise=1.0)
+    truth = dict(zip(outcomes.ids, true_utilities(model, outcomes.ids).tolist(), strict=True))
+    chosen = free_form_choices(model, outcomes.ids, candidates, 0)
+    best = [max(group, key=truth.__getitem__) for group in candidates]
+    assert chosen != best
