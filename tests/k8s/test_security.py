@@ -408,6 +408,11 @@ def secret_refs(template: dict[str, Any], container: dict[str, Any]) -> dict[str
 @pytest.mark.parametrize("source", SOURCES)
 def test_each_role_reads_only_its_secrets(source):
     for obj in ray_objects(source):
+        # The head holds no model credentials because no replica can be scheduled on it.
+        params = cluster_spec(obj)["headGroupSpec"]["rayStartParams"]
+        assert params.get("num-cpus") == "0" and params.get("num-gpus") == "0", (
+            f"{source}: {obj['kind']}: replicas could land on the head, which has no model keys"
+        )
         for where, role, template in pod_templates(obj):
             expected = ROLE_SECRETS[role]
             for c in containers(template):
