@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cluster.analyze import ANALYSES, analyze
-from cluster.run import run
+from cluster.experiments.analyze import ANALYSES, analyze
+from cluster.pipeline.run import run
 from cluster.spec import RunSpec
 from storage.catalog import query
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from cluster.api import elicit
+from cluster.pipeline.run import elicit
 from cluster.spec import RunSpec
 from storage.catalog import query
 
@@ -39,7 +39,7 @@ def main() -> None:
             ]
         )
     )
-    from cluster.ray_runtime import init_ray
+    from cluster.execution.ray_runtime import init_ray
 
     t0 = time.perf_counter()
     init_ray(None)

@@ -17,7 +17,7 @@ import argparse
 
 import numpy as np
 
-from cluster.analyze_io import pair_probs, stored_outcomes, utilities
+from cluster.experiments.io import pair_probs, stored_outcomes, utilities
 from elicit.hidden import cached_layers, read_layer
 from fit.probes import LayerProbe, probe_layer
 from storage import Root, RunLayout

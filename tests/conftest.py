@@ -22,7 +22,7 @@ def root(tmp_path):
 @pytest.fixture(scope="session")
 def ray_local():
     """A local Ray on 127.0.0.1 shared by the tests of a session."""
-    from cluster.ray_runtime import init_ray
+    from cluster.execution.ray_runtime import init_ray
 
     ray = init_ray(None, num_cpus=2)
     yield ray

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from cluster.analyze import Options, analyze
-from cluster.analyze_coherence import expected_utility_design, match_answer
-from cluster.analyze_common import sparse_pairs
-from cluster.analyze_values import exchange_design, time_discounting_design
 from cluster.cli import cli
+from cluster.experiments.analyze import Options, analyze
+from cluster.experiments.coherence import expected_utility_design, match_answer
+from cluster.experiments.common import sparse_pairs
+from cluster.experiments.values import exchange_design, time_discounting_design
 from cluster.spec import RunSpec
 from elicit.outcomes import load_outcomes
 from storage.catalog import query
@@ -216,7 +216,7 @@ def test_unknown_analysis_and_missing_run_are_clear_errors(shared_root):
 
 
 def test_convergence_needs_two_models(root, ray_local):
-    from cluster.analyze import AnalysisError
+    from cluster.experiments.analyze import AnalysisError
 
     spec = spec_of(root, "one", [{"name": "simulated"}], design={"kind": "active", "budget": 90})
     with pytest.raises(AnalysisError, match="has 1 model"):

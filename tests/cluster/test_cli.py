@@ -71,7 +71,7 @@ def test_outcomes_show_and_env():
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_exits_130(tmp_path):
     code = (
-        "import sys\nfrom cluster import cli as c\n"
+        "import sys\nfrom cluster.cli import commands as c\n"
         "@c.cli.command('sleepy')\ndef sleepy():\n    raise KeyboardInterrupt\n"
         "c.main(['sleepy'])\n"
     )

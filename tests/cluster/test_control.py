@@ -18,11 +18,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cluster.api import prepare
-from cluster.assembly import AssemblyOptions, run_assembly
 from cluster.cli import cli
-from cluster.control import ControlOptions, run_control
-from cluster.finetune import ControlError
+from cluster.control.assembly import AssemblyOptions, run_assembly
+from cluster.control.finetune import ControlError
+from cluster.control.steer import ControlOptions, run_control
+from cluster.pipeline.context import prepare
 from cluster.spec import RunSpec
 from elicit.outcomes import load_outcomes
 from storage.catalog import query
@@ -82,7 +82,7 @@ def one_sided_target(path: Path, ids: list[str], p: float = 0.95) -> str:
 
 
 def test_assembly_of_a_simulated_agent(root, ray_local):
-    from cluster.run import run
+    from cluster.pipeline.run import run
 
     spec = spec_for(root, "sim", {"name": "simulated", "seed": 2, "noise": 0.3}, 8)
     run(spec)
@@ -252,7 +252,7 @@ def test_control_moves_smollm2_toward_a_one_sided_target(root, tmp_path):
 @pytest.mark.slow
 def test_lora_and_assembly_on_smollm2(root, ray_local, tmp_path):
     """A real assembly (3 personas, 5 outcomes) and LoRA toward it; shapes, not sizes."""
-    from cluster.run import run
+    from cluster.pipeline.run import run
 
     spec = spec_for(root, "real", SMOLLM2, 5)
     run(spec)
@@ -277,7 +277,7 @@ def test_soft_label_loss_value_and_gradient():
     """Cross-entropy against the target on P(A) renormalised over the two letters; its gradient
     on the letters' logits is ∓(t − q) per example and 0 elsewhere."""
     torch = pytest.importorskip("torch")
-    from cluster.finetune import soft_label_loss
+    from cluster.control.finetune import soft_label_loss
 
     letters = {"A": (1, 4), "B": (2,)}
     logits = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
@@ -297,7 +297,7 @@ def test_soft_label_loss_value_and_gradient():
 
 
 def test_batches_keep_both_orders_of_a_pair_together():
-    from cluster.finetune import _batches
+    from cluster.control.finetune import _batches
 
     i, j = np.triu_indices(5, k=1)
     a, b = np.concatenate([i, j]), np.concatenate([j, i])

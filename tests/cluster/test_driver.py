@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from cluster.api import elicit
 from cluster.errors import RunFailed
+from cluster.pipeline.run import elicit
 from cluster.spec import RunSpec
 from storage.catalog import query
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import jobs
+from cluster.jobs import ray_jobs as jobs
 from storage.catalog import query
 
 BIN = os.path.dirname(sys.executable)

@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from cluster.placement import (
+from cluster.execution.placement import (
     Node,
     PlacementError,
     bundles,
@@ -61,9 +61,10 @@ SCRIPT = textwrap.dedent(
 
     ray.init(num_cpus=4, num_gpus=4, _node_ip_address="127.0.0.1", include_dashboard=False,
              logging_level="ERROR")
-    from cluster.api import auto_replicas, elicit, open_pool, prepare
-    from cluster.driver import ReplicaPool
-    from cluster.placement import PlacementError, group_bundle_nodes
+    from cluster.pipeline.context import auto_replicas, open_pool, prepare
+    from cluster.pipeline.run import elicit
+    from cluster.execution.driver import ReplicaPool
+    from cluster.execution.placement import PlacementError, group_bundle_nodes
     from cluster.spec import RunSpec
 
     root = sys.argv[1]

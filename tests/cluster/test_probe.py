@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from cluster.analyze_common import AnalysisError, _outcomes_yaml, _pairs_csv, sparse_pairs
 from cluster.cli import cli
-from cluster.probe import ProbeOptions, probe
+from cluster.control.probe import ProbeOptions, probe
+from cluster.experiments.common import AnalysisError, _outcomes_yaml, _pairs_csv, sparse_pairs
 from cluster.spec import RunSpec
 from elicit.hidden import HiddenStateError
 from elicit.outcomes import OutcomeSet, load_outcomes
@@ -61,7 +61,7 @@ def _spec(root: str, name: str, models: list[dict], folder: Path) -> RunSpec:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, ray_local):
     """A finished SmolLM2 run (48 prompts) and the first probe of it: (root, run id, outputs)."""
-    from cluster.run import run
+    from cluster.pipeline.run import run
 
     folder = tmp_path_factory.mktemp("probe")
     root = str(folder / "results")
@@ -110,8 +110,8 @@ def test_second_call_reads_the_cache_without_loading_the_model(tiny_run, monkeyp
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded although every layer is cached")
 
-    monkeypatch.setattr("cluster.probe.load_scorer", refuse)
-    monkeypatch.setattr("cluster.probe.model_layers", refuse)
+    monkeypatch.setattr("cluster.control.probe.load_scorer", refuse)
+    monkeypatch.setattr("cluster.control.probe.model_layers", refuse)
     result = CliRunner().invoke(
         cli,
         ["probe", run_id, "--root", root, "--every", "10", "--folds", "3", "--progress", "none"],

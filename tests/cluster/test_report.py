@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cluster.analyze import ANALYSES
 from cluster.cli import cli
+from cluster.experiments.analyze import ANALYSES
 from cluster.spec import RunSpec
 from storage.catalog import query
 

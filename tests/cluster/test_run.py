@@ -12,8 +12,8 @@ from scipy.special import ndtr
 from scipy.stats import spearmanr
 
 from cluster.errors import RunFailed
-from cluster.fitting import refit
-from cluster.run import run
+from cluster.pipeline.fitting import refit
+from cluster.pipeline.run import run
 from cluster.spec import RunSpec
 from storage.catalog import query
 

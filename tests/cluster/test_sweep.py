@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cluster.cli import cli
 from cluster.errors import SpecError
-from cluster.sweep import load_sweep, parse_sweep, plan_waves, resolve_model, run_sweep
+from cluster.jobs.sweep import load_sweep, parse_sweep, plan_waves, resolve_model, run_sweep
 from storage.catalog import query
 
 

@@ -26,7 +26,7 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request 
 import polars as pl  # noqa: E402
 
 import storage  # noqa: E402
-from cluster.run import run  # noqa: E402
+from cluster.pipeline.run import run  # noqa: E402
 from cluster.spec import RunSpec  # noqa: E402
 from storage import Root  # noqa: E402
 from storage.catalog import query  # noqa: E402
@@ -101,7 +101,7 @@ def parts(client, prefix: str) -> dict[str, str]:
         o["Key"]: o["ETag"]
         for page in pages
         for o in page.get("Contents", [])
-        if "/part-" in o["Key"]
+        if "/part-" in o["Key"] and o["Key"].endswith(".parquet")  # not the commit records
     }
 
 

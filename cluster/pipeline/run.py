@@ -19,18 +19,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from cluster import fitting
-from cluster.api import RunContext, elicit_round, open_pool, prepare
-from cluster.driver import ReplicaPool, RoundResult
+from cluster.execution.driver import ReplicaPool, RoundResult
+from cluster.pipeline import fitting
+from cluster.pipeline.context import RunContext, elicit_round, open_pool, prepare
 from cluster.spec import RunSpec
+from cluster.store import HOLDOUT_ROUND
 from elicit.config import ModelConfig
 from elicit.design import OrientedPrompts, full_graph, load_pairs, orient, pair_ids, split_pair_ids
 from storage.schemas import to_table
 from storage.writer import read_table, write_table
 
 logger = logging.getLogger(__name__)
-
-HOLDOUT_ROUND = 0
 
 
 @dataclass
@@ -165,6 +164,7 @@ class _Rounds:
         if self.pool is None:
             self.pool = open_pool(self.ctx, self.model)
         self.results.append(elicit_round(self.ctx, self.pool, self.model, round_, prompts))
+        self.ctx.store.refresh()  # new parts landed: the next fit reads them
 
     def close(self) -> None:
         if self.pool is not None:
@@ -221,7 +221,18 @@ def run(spec: RunSpec, *, fit: bool = True) -> list[ModelRun]:
         ctx.manifest.message = str(exc)[:500]
         ctx.save_manifest()
         raise
+    finally:
+        ctx.store.close()
     ctx.manifest.status = "done"
     ctx.manifest.message = None
     ctx.save_manifest()
     return results
+
+
+def elicit(spec: RunSpec) -> list[RoundResult]:
+    """Ask every model every pair of a single-round design (`full` or `pairs`), no fitting.
+
+    The held-out pairs of the spec are asked too (round 0), so a later ``valuescope fit`` can
+    measure held-out accuracy.
+    """
+    return [r for model_run in run(spec, fit=False) for r in model_run.rounds]

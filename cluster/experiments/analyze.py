@@ -1,8 +1,8 @@
 """``valuescope analyze``: the paper's experiments, run end to end on a spec or a stored run.
 
 Each analysis builds its outcome set and pair design from ``elicit.generators`` (package data),
-asks it in derived runs through :func:`cluster.run.run` (same models, mode and prompt as the
-base spec; see ``cluster.analyze_common``), fits, reads utilities or pairwise probabilities back
+asks it in derived runs through :func:`cluster.pipeline.run.run` (same models, mode and prompt as the
+base spec; see ``cluster.experiments.common``), fits, reads utilities or pairwise probabilities back
 by SQL, calls the pure function in ``fit.analyses`` and writes
 
 - ``<root>/analyses/<analysis>/run_id=<run>/model=<model>/result.parquet``: one headline row
@@ -11,7 +11,7 @@ by SQL, calls the pure function in ``fit.analyses`` and writes
 
 Python API::
 
-    from cluster.analyze import analyze, Options
+    from cluster.experiments.analyze import analyze, Options
     outputs = analyze("time-discounting", spec=spec, options=Options(n_amounts=20))
     outputs = analyze("completeness", run_id="quickstart-1a2b3c4d", root="results")
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cluster.analyze_common import (
+from cluster.experiments.common import (
     AnalysisError,
     Base,
     Context,
@@ -62,7 +62,11 @@ class Analysis:
 
 _OUR_PACKAGES = ("storage", "elicit", "fit", "cluster")
 
-_C, _V, _M = "cluster.analyze_coherence", "cluster.analyze_values", "cluster.analyze_models"
+_C, _V, _M = (
+    "cluster.experiments.coherence",
+    "cluster.experiments.values",
+    "cluster.experiments.across_models",
+)
 
 ANALYSES: dict[str, Analysis] = {
     a.name: a

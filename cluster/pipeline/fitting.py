@@ -17,24 +17,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from fit.data import oriented_stats
+from cluster.store import HOLDOUT_ROUND, RunStore
 from fit.errors import EmptyDataError, FitWarning
 from fit.metrics import accuracy, bootstrap_mu, holdout_pairs, log_loss, order_consistency
 from fit.result import BRADLEY_TERRY, THURSTONIAN, FitResult
 from fit.stats import OrientedStats, fold
 from storage import Root, RunLayout
-from storage.catalog import connect
 from storage.manifest import read_manifest
-from storage.schemas import to_table
-from storage.writer import write_table
 
 if TYPE_CHECKING:
-    from cluster.api import RunContext
+    from cluster.pipeline.context import RunContext
     from elicit.config import ModelConfig
 
 logger = logging.getLogger(__name__)
-
-HOLDOUT_ROUND = 0
 
 
 def holdout_pair_ids(n: int, size: int, seed: int) -> np.ndarray:
@@ -74,14 +69,6 @@ def _estimate(oriented: OrientedStats, estimator: str, position: bool) -> tuple[
         return fit_thurstonian(pairs, allow_unobserved=True), None
 
 
-def _rounds(con: Any, run_id: str, model: str) -> list[int]:
-    rows = con.execute(
-        "SELECT DISTINCT round FROM comparisons WHERE run_id = $r AND model = $m ORDER BY round",
-        {"r": run_id, "m": model},
-    ).fetchall()
-    return [int(r[0]) for r in rows]
-
-
 def acquire(
     ctx: RunContext,
     model: ModelConfig,
@@ -94,16 +81,9 @@ def acquire(
     from fit.acquisition import information_acquire, reference_acquire
 
     n = ctx.n
-    con = connect(ctx.layout.root)
-    try:
-        train = [
-            r for r in _rounds(con, ctx.run_id, model.name) if r != HOLDOUT_ROUND and r < round_
-        ]
-        oriented = oriented_stats(
-            con, ctx.outcomes.ids, run_id=ctx.run_id, model=model.name, rounds=train
-        )
-    finally:
-        con.close()
+    store = ctx.store
+    train = [r for r in store.rounds(ctx.run_id, model.name) if r != HOLDOUT_ROUND and r < round_]
+    oriented = store.oriented_stats(ctx.run_id, model.name, ctx.outcomes.ids, train)
     result, _ = _estimate(oriented, ctx.spec.fit.estimator, position=False)
     design = ctx.spec.design
     seed = design.seed * 1_000_003 + round_
@@ -117,7 +97,7 @@ def acquire(
 
 
 def fit_model(
-    root: Root,
+    store: RunStore,
     run_id: str,
     model: str,
     outcome_ids: list[str],
@@ -133,30 +113,20 @@ def fit_model(
         (the fits row as a dict, the utilities table).
     """
     start = time.perf_counter()
-    con = connect(root)
-    try:
-        rounds = _rounds(con, run_id, model)
-        train = [r for r in rounds if r != HOLDOUT_ROUND]
-        if not train:
-            raise EmptyDataError(f"run {run_id!r}, model {model!r}: no training comparisons stored")
-        kw: dict[str, Any] = {"run_id": run_id, "model": model}
-        oriented = oriented_stats(con, outcome_ids, rounds=train, **kw)
-        held = None
-        if HOLDOUT_ROUND in rounds:
-            try:
-                held = fold(oriented_stats(con, outcome_ids, rounds=[HOLDOUT_ROUND], **kw))
-            except EmptyDataError:
-                held = None
-        all_oriented = oriented_stats(con, outcome_ids, rounds=None, **kw)
-        n_rows = int(
-            con.execute(
-                "SELECT count(*) FROM comparisons WHERE run_id = $run_id AND model = $model "
-                "AND error IS NULL AND p_a IS NOT NULL AND round <> 0",
-                kw,
-            ).fetchone()[0]  # type: ignore[index]
-        )
-    finally:
-        con.close()
+    rounds = store.rounds(run_id, model)
+    train = [r for r in rounds if r != HOLDOUT_ROUND]
+    if not train:
+        raise EmptyDataError(f"run {run_id!r}, model {model!r}: no training comparisons stored")
+    oriented = store.oriented_stats(run_id, model, outcome_ids, train)
+    held = None
+    if HOLDOUT_ROUND in rounds:
+        try:
+            held = fold(store.oriented_stats(run_id, model, outcome_ids, [HOLDOUT_ROUND]))
+        except EmptyDataError:
+            held = None
+    all_oriented = store.oriented_stats(run_id, model, outcome_ids, None)
+    # usable training rows, counted by the same fold that built the statistics
+    n_rows = int(oriented.n.sum())
     result, pf = _estimate(oriented, estimator, position_bias)
     pairs = fold(oriented)
     interval_lo = interval_hi = np.full(len(outcome_ids), np.nan)
@@ -196,12 +166,12 @@ def fit_model(
         "position_bias_hi": pf.beta_hi if pf is not None else None,
         "created_at": dt.datetime.now(dt.UTC),
     }
-    layout = RunLayout(root, run_id)
-    fits = to_table("fits", {k: [v] for k, v in row.items()}, num_rows=1)
+    layout = RunLayout(store.root, run_id)
     sigma2 = result.sigma2 if result.sigma2 is not None else np.full(len(outcome_ids), np.nan)
     observed = result.observed if result.observed is not None else np.ones(len(outcome_ids), bool)
-    utilities = to_table(
+    utilities = store.write_core(
         "utilities",
+        layout.utilities(model, fit_id),
         {
             "run_id": run_id,
             "model": model,
@@ -214,8 +184,7 @@ def fit_model(
         },
         num_rows=len(outcome_ids),
     )
-    write_table(root, layout.utilities(model, fit_id), "utilities", utilities)
-    write_table(root, layout.fits(model, fit_id), "fits", fits)
+    store.write_core("fits", layout.fits(model, fit_id), {k: [v] for k, v in row.items()}, 1)
     return row, utilities
 
 
@@ -223,7 +192,7 @@ def final_fit(ctx: RunContext, model: ModelConfig) -> tuple[dict[str, Any], pa.T
     """The end-of-run fit of one model, with the spec's estimator settings."""
     f = ctx.spec.fit
     return fit_model(
-        ctx.layout.root,
+        ctx.store,
         ctx.run_id,
         model.name,
         ctx.outcomes.ids,
@@ -249,29 +218,15 @@ def refit(
             f'no run {run_id!r} under {root!r} (no manifest); `valuescope sql "SELECT run_id FROM runs" --root {root}` lists runs'
         )
     spec = RunSpec.model_validate(manifest.spec)
-    con = connect(r)
-    try:
-        outcome_ids = [
-            row[0]
-            for row in con.execute(
-                "SELECT outcome_id FROM outcomes WHERE run_id = $r", {"r": run_id}
-            ).fetchall()
-        ]
-        models = [
-            row[0]
-            for row in con.execute(
-                "SELECT DISTINCT model FROM comparisons WHERE run_id = $r ORDER BY model",
-                {"r": run_id},
-            ).fetchall()
-        ]
-    finally:
-        con.close()
+    store = RunStore(r)
+    outcome_ids = store.outcome_ids(run_id)
+    models = store.models(run_id)
     if not models:
         raise ClusterError(f"run {run_id!r} has no comparisons to fit")
     rows = []
     for model in models:
         row, _ = fit_model(
-            r,
+            store,
             run_id,
             model,
             outcome_ids,

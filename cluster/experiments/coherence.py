@@ -1,7 +1,7 @@
 """Coherence analyses: transitivity, completeness, expected utility, instrumental values and
 utility maximisation (METHODS.md, Analyses table).
 
-Each function takes an analysis :class:`~cluster.analyze_common.Context`, asks what it needs
+Each function takes an analysis :class:`~cluster.experiments.common.Context`, asks what it needs
 in derived runs (or reads a stored run), calls the pure function in ``fit.analyses`` on values
 read back from the store, and writes one result row, detail tables and a figure per model.
 """
@@ -13,30 +13,23 @@ from typing import Any
 
 import numpy as np
 
-from cluster.analyze_common import (
+from cluster.experiments.common import (
     AnalysisError,
     Context,
     Options,
     Output,
     chain,
     derive,
-    elicit,
     ensure_base_run,
     full_pairs,
     merge,
+    run_derived,
     sparse_pairs,
     subset,
     subset_run,
 )
-from cluster.analyze_io import (
-    PairProbs,
-    attributes_of,
-    finish,
-    oriented_rows,
-    pair_probs,
-    run_models,
-    utilities,
-)
+from cluster.experiments.io import attributes_of, finish
+from cluster.store import PairProbs
 from elicit import generators as gen
 from elicit.config import ModelConfig
 from elicit.outcomes import OutcomeSet, combine, load_outcomes
@@ -47,10 +40,8 @@ MIN_TRIADS = 20
 
 def base_outcomes(ctx: Context) -> OutcomeSet:
     """The outcomes of the base: the stored run's, or the spec's outcome sets."""
-    from cluster.analyze_io import stored_outcomes
-
     if ctx.base.from_run:
-        return stored_outcomes(ctx.root, ctx.base.run_id)
+        return ctx.store.outcomes(ctx.base.run_id)
     return combine([load_outcomes(s) for s in ctx.base.spec.outcomes])
 
 
@@ -101,8 +92,8 @@ def transitivity(ctx: Context) -> list[Output]:
     opts = ctx.options
     stored: dict[str, tuple[PairProbs, list[str], np.ndarray]] = {}
     if ctx.base.from_run or ctx.base.exists():
-        for model in run_models(ctx.root, ctx.base.run_id):
-            probs = pair_probs(ctx.root, ctx.base.run_id, model)
+        for model in ctx.store.models(ctx.base.run_id):
+            probs = ctx.store.pair_probs(ctx.base.run_id, model)
             ids, triads = complete_triads(probs, opts.n_triads, opts.seed)
             if len(triads) >= MIN_TRIADS:
                 stored[model] = (probs, ids, triads)
@@ -118,7 +109,7 @@ def transitivity(ctx: Context) -> list[Output]:
         run_id, source = subset_run(ctx, outcomes), "elicited"
         per_model = {}
         for model in wanted:
-            probs = pair_probs(ctx.root, run_id, model)
+            probs = ctx.store.pair_probs(run_id, model)
             ids, triads = complete_triads(probs, opts.n_triads, opts.seed)
             per_model[model] = (probs, ids, triads)
     outputs = []
@@ -171,12 +162,12 @@ def completeness(ctx: Context) -> list[Output]:
 
     run_id = ensure_base_run(ctx)
     outputs = []
-    for model in run_models(ctx.root, run_id):
-        probs = pair_probs(ctx.root, run_id, model)
+    for model in ctx.store.models(run_id):
+        probs = ctx.store.pair_probs(run_id, model)
         res = decisiveness(probs.p, weights=probs.n)
         # Per prompt, before the two orders are averaged: a model that always picks the
         # first-listed option is decisive here and indifferent above.
-        p_first = oriented_rows(ctx.root, run_id, model)["p_a"]
+        p_first = ctx.store.oriented_rows(run_id, model)["p_a"]
         row = {
             "decisiveness": res.decisiveness,
             "oriented_decisiveness": float(np.nanmean(np.abs(2 * p_first - 1))),
@@ -221,7 +212,7 @@ def expected_utility(ctx: Context) -> list[Output]:
     outcomes = expected_utility_design(base_outcomes(ctx), opts)
     n_pairs = opts.n_pairs if opts.n_pairs is not None else 8 * len(outcomes)
     pairs = sparse_pairs(outcomes.ids, n_pairs, opts.seed)
-    run_id = elicit(
+    run_id = run_derived(
         ctx,
         derive(ctx, "expected-utility", outcomes, pairs),
         f"{opts.n_lotteries} lotteries over {opts.n_base} outcomes, {opts.n_events} events",
@@ -230,8 +221,8 @@ def expected_utility(ctx: Context) -> list[Output]:
     explicit = lotteries_from_attributes(attrs, kinds=("lottery",))
     implicit = lotteries_from_attributes(attrs, kinds=("event",))
     outputs = []
-    for model in run_models(ctx.root, run_id):
-        u = utilities(ctx.root, run_id, model)
+    for model in ctx.store.models(run_id):
+        u = ctx.store.utilities(run_id, model)
         res = eu(explicit, u)
         row: dict[str, Any] = {
             "pearson_r": res.pearson_r,
@@ -287,13 +278,13 @@ def instrumental(ctx: Context) -> list[Output]:
         pairs += full_pairs(ids)
         starts += [o.id for o in outcomes if o.id in ids and o.attributes["role"] == "start"]
     pairs += chain(starts)
-    run_id = elicit(
+    run_id = run_derived(
         ctx, derive(ctx, "instrumental", outcomes, pairs), f"{len(order)} Markov processes"
     )
     processes = processes_from_attributes(attributes_of(outcomes))
     outputs = []
-    for model in run_models(ctx.root, run_id):
-        res = bellman(processes, utilities(ctx.root, run_id, model), seed=opts.seed)
+    for model in ctx.store.models(run_id):
+        res = bellman(processes, ctx.store.utilities(run_id, model), seed=opts.seed)
         row = {
             "error": res.error,
             "control_error": res.control_error,
@@ -364,16 +355,11 @@ def _answers_simulated(
     model: ModelConfig, outcomes: OutcomeSet, questions: list[gen.OpenQuestion], seed: int
 ) -> list[str]:
     """A simulated agent "answers" with the candidate of highest noisy true utility."""
-    from elicit.scorers.simulated import true_utilities
+    from elicit.scorers.simulated import free_form_choices
 
-    truth = dict(zip(outcomes.ids, true_utilities(model, outcomes.ids).tolist(), strict=True))
     texts = {o.id: o.text for o in outcomes}
-    rng = np.random.default_rng([model.seed, seed])
-    out = []
-    for q in questions:
-        noisy = [truth[c] + model.noise * rng.standard_normal() for c in q.candidates]
-        out.append(texts[q.candidates[int(np.argmax(noisy))]])
-    return out
+    chosen = free_form_choices(model, outcomes.ids, [q.candidates for q in questions], seed)
+    return [texts[c] for c in chosen]
 
 
 ANSWER_INSTRUCTION = " Answer in one or two sentences, naming one specific choice."
@@ -438,7 +424,7 @@ def maximisation(ctx: Context) -> list[Output]:
     outcomes = OutcomeSet(every.name, tuple(o for o in every if o.id in keep))
     pairs = [p for q in questions for p in full_pairs(list(q.candidates))]
     pairs += chain([q.candidates[0] for q in questions])
-    run_id = elicit(
+    run_id = run_derived(
         ctx,
         derive(ctx, "maximisation", outcomes, pairs),
         f"candidates of {len(questions)} questions",
@@ -456,7 +442,7 @@ def maximisation(ctx: Context) -> list[Output]:
             q.id: match_answer(a, [(c, texts[c]) for c in q.candidates], q.text)
             for q, a in zip(questions, answers, strict=True)
         }
-        u = utilities(ctx.root, run_id, model.name)
+        u = ctx.store.utilities(run_id, model.name)
         res = top_k(list(structured.values()), u, choices)
         rank = dict(zip(res.question_ids, res.rank.tolist(), strict=True))
         row = {

@@ -25,7 +25,7 @@ def _before_after(row: dict[str, Any]) -> None:
     """Print the headline numbers of a control run as a before/after table."""
     from rich.table import Table
 
-    from cluster.cli_common import console
+    from cluster.cli.display import console
 
     table = Table(title="utility control: agreement with the target", title_justify="left")
     for name in ("measure", "pairs", "before", "after"):
@@ -120,8 +120,8 @@ def register(cli: click.Group) -> None:
         """
         import pyarrow as pa
 
-        from cluster.assembly import AssemblyOptions, run_assembly
-        from cluster.cli_common import echo_table
+        from cluster.cli.display import echo_table
+        from cluster.control.assembly import AssemblyOptions, run_assembly
 
         options = AssemblyOptions(
             personas=personas,
@@ -211,7 +211,7 @@ def register(cli: click.Group) -> None:
 
             valuescope control RUN --target assembly --epochs 3
         """
-        from cluster.control import ControlOptions, run_control
+        from cluster.control.steer import ControlOptions, run_control
 
         options = ControlOptions(
             target=target,

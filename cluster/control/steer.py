@@ -8,7 +8,7 @@ far it moved.
    one is never trained on), and held-out pairs among the training outcomes.
 3. Before: the model answers every target pair in both orders (logprob mode, the run's prompt,
    through the hf scorer in this process); utilities are fitted to its answers.
-4. Training (:mod:`cluster.finetune`) on the training pairs, both orders; the tuned weights
+4. Training (:mod:`cluster.control.finetune`) on the training pairs, both orders; the tuned weights
    (LoRA merged) are saved as a model folder the hf scorer loads like any local model.
 5. After: the saved model answers the same prompts; agreement with the target per split, the
    utilities' rank correlation with the target's, and the political lean (when the target came
@@ -34,11 +34,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cluster.analyze_common import Context, Options, base_from_run
-from cluster.analyze_io import finish
-from cluster.assembly import ANALYSIS as ASSEMBLY
-from cluster.assembly import pick_model, run_outcomes
-from cluster.finetune import (
+from cluster.control.assembly import ANALYSIS as ASSEMBLY
+from cluster.control.assembly import pick_model, run_outcomes
+from cluster.control.finetune import (
     ControlError,
     TrainSettings,
     default_lr,
@@ -47,7 +45,10 @@ from cluster.finetune import (
     save_model,
     settings_dict,
 )
-from cluster.progress import Progress, Style
+from cluster.execution.progress import Progress, Style
+from cluster.experiments.common import Context, Options, base_from_run
+from cluster.experiments.io import finish
+from cluster.store import RunStore
 from elicit.config import ModeConfig, ModelConfig
 from elicit.outcomes import OutcomeSet
 from fit.analyses.control import (
@@ -60,7 +61,6 @@ from fit.analyses.control import (
     lean,
 )
 from storage import Root, model_key
-from storage.catalog import connect
 from storage.manifest import spec_hash
 
 logger = logging.getLogger(__name__)
@@ -177,29 +177,18 @@ def load_target(root: Root, run_id: str, model: str, target: str, outcomes: Outc
     """
     index = outcomes.index()
     if target == ASSEMBLY:
-        con = connect(root)
-        try:
-            views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
-            if "analysis_assembly_target" not in views:
-                rows: list[tuple[Any, ...]] = []
-            else:
-                rows = con.execute(
-                    "SELECT outcome_a, outcome_b, p_target FROM analysis_assembly_target "
-                    "WHERE run_id = $r AND model = $m",
-                    {"r": run_id, "m": model},
-                ).fetchall()
+        with RunStore(root) as store:
+            rows = [
+                (r["outcome_a"], r["outcome_b"], r["p_target"])
+                for r in store.analysis_rows("analysis_assembly_target", run_id, model)
+            ]
             loadings: dict[str, float] = {}
-            if rows and "analysis_assembly_utilities" in views:
+            if rows:
                 loadings = {
-                    str(o): float(x)
-                    for o, x in con.execute(
-                        "SELECT outcome_id, lean_loading FROM analysis_assembly_utilities "
-                        "WHERE run_id = $r AND model = $m AND lean_loading IS NOT NULL",
-                        {"r": run_id, "m": model},
-                    ).fetchall()
+                    str(r["outcome_id"]): float(r["lean_loading"])
+                    for r in store.analysis_rows("analysis_assembly_utilities", run_id, model)
+                    if r.get("lean_loading") is not None
                 }
-        finally:
-            con.close()
         if not rows:
             raise ControlError(
                 f"run {run_id!r}, model {model!r} has no assembly target; make one with "

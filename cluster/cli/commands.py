@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from cluster.cli_common import console, echo_table
-from cluster.cli_spec import spec_options
+from cluster.cli.display import console, echo_table
+from cluster.cli.options import spec_options
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 OUR_PACKAGES = ("storage", "elicit", "fit", "cluster")
@@ -70,8 +70,8 @@ def run(spec: Any) -> None:
     and a ranked table. Rerunning an interrupted run resumes it. Without a spec file the main
     fields are flags, e.g. `valuescope run --model simulated --outcomes starter --root DIR`.
     """
-    from cluster.run import run as run_spec
-    from cluster.summary import render
+    from cluster.cli.show import render
+    from cluster.pipeline.run import run as run_spec
 
     run_id = spec.resolved_run_id()
     click.echo(
@@ -106,8 +106,8 @@ def run(spec: Any) -> None:
 )
 def fit_command(run_id: str, root: str, estimator: str | None, position_bias: bool | None) -> None:
     """Refit a run's stored comparisons without querying any model."""
-    from cluster.fitting import refit
-    from cluster.summary import render
+    from cluster.cli.show import render
+    from cluster.pipeline.fitting import refit
 
     refit(root, run_id, estimator=estimator, position_bias=position_bias)
     render(root, run_id)
@@ -119,7 +119,7 @@ def fit_command(run_id: str, root: str, estimator: str | None, position_bias: bo
 @click.option("--rows", default=10, show_default=True, help="Top and bottom outcomes shown.")
 def show(run_id: str, root: str, rows: int) -> None:
     """Print a run's ranked utilities, fit metrics and what they mean."""
-    from cluster.summary import render
+    from cluster.cli.show import render
 
     render(root, run_id, rows=rows)
 
@@ -133,7 +133,7 @@ def elicit(spec: Any) -> None:
 
         valuescope elicit --model simulated --outcomes starter --design full --root DIR
     """
-    from cluster.api import elicit as run_elicit
+    from cluster.pipeline.run import elicit as run_elicit
 
     for r in run_elicit(spec):
         click.echo(
@@ -152,7 +152,7 @@ def elicit(spec: Any) -> None:
 @click.option("-n", "count", default=5, show_default=True, help="Pairs to show.")
 def preview(spec: Any, count: int) -> None:
     """Print rendered prompts (both orientations) without loading a model."""
-    from cluster.api import preview as run_preview
+    from cluster.pipeline.preview import preview as run_preview
 
     for item in run_preview(spec, count):
         click.secho(f"--- {item['pair']} (orientation {item['orientation']})", bold=True)
@@ -183,9 +183,10 @@ def sql(query: str, root: str, fmt: str, limit: int) -> None:
 
         valuescope sql "SELECT model, count(*) FROM comparisons GROUP BY model"
     """
-    from storage.catalog import query as run_query
+    from cluster.store import RunStore
 
-    table = run_query(root, query)
+    with RunStore(root) as store:
+        table = store.query(query)
     if fmt == "table":
         echo_table(table, limit=limit)
     elif fmt == "csv":
@@ -263,10 +264,10 @@ def env() -> None:
         click.echo(f"{key:14} {value}")
 
 
-from cluster.cli_analyze import register as _register_analyze  # noqa: E402
-from cluster.cli_cluster import register as _register_cluster  # noqa: E402
-from cluster.cli_control import register as _register_control  # noqa: E402
-from cluster.cli_probe import register as _register_probe  # noqa: E402
+from cluster.cli.analyze import register as _register_analyze  # noqa: E402
+from cluster.cli.control import register as _register_control  # noqa: E402
+from cluster.cli.jobs import register as _register_cluster  # noqa: E402
+from cluster.cli.probe import register as _register_probe  # noqa: E402
 
 _register_cluster(cli)
 _register_analyze(cli)

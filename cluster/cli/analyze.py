@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cluster.cli_spec import build_spec, spec_options
+from cluster.cli.options import build_spec, spec_options
 from cluster.errors import SpecError
 
 ANALYSIS_NAMES = (
@@ -66,7 +66,7 @@ _OPTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
 
 
 def _options(values: dict[str, Any]) -> Any:
-    from cluster.analyze_common import Options
+    from cluster.experiments.common import Options
 
     given: dict[str, Any] = {}
     for key in ("seed", "n_outcomes", "n_triads", "n_base", "n_lotteries", "n_events"):
@@ -136,7 +136,7 @@ def _echo(msg: str) -> None:
 def _print_outputs(outputs: list[Any], root: str) -> None:
     import pyarrow as pa
 
-    from cluster.cli_common import echo_table
+    from cluster.cli.display import echo_table
 
     by_analysis: dict[str, list[Any]] = {}
     for out in outputs:
@@ -187,15 +187,15 @@ def register(cli: click.Group) -> None:
 
             valuescope analyze time-discounting --model smollm2-135m --root results
         """
-        from cluster.analyze import analyze as run_one
-        from cluster.analyze import analyze_all, resolve
+        from cluster.experiments.analyze import analyze as run_one
+        from cluster.experiments.analyze import analyze_all, resolve
 
         root = base.get("root") or (base["spec"].root if "spec" in base else "results")
         if analysis.strip().lower() == "all":
             outputs, failed = analyze_all(**base, options=options, echo=_echo)
             _print_outputs(outputs, root)
             if failed:
-                from cluster.analyze import AnalysisError
+                from cluster.experiments.analyze import AnalysisError
 
                 lines = "; ".join(f"{k}: {v}" for k, v in failed.items())
                 real = [k for k, v in failed.items() if not v.startswith("skipped")]
@@ -217,7 +217,7 @@ def register(cli: click.Group) -> None:
     def report(run_id: str, root: str, out: str | None) -> None:
         """Write one self-contained HTML page for a run: ranked utilities, fit metrics,
         position bias, and every analysis of the run and of the runs derived from it."""
-        from cluster.report import write_report
+        from cluster.reports.html import write_report
 
         path = write_report(root, run_id, out)
         click.echo(f"report: {path}")

@@ -1,7 +1,7 @@
 """What a model values: exchange rates, political values, time discounting, power-seeking and
 corrigibility (METHODS.md, Analyses table).
 
-Each function asks its generated outcome set in derived runs (``cluster.analyze_common``),
+Each function asks its generated outcome set in derived runs (``cluster.experiments.common``),
 reads utilities or pairwise probabilities back with SQL, calls the pure function in
 ``fit.analyses`` and writes a result row, detail tables and a figure per model.
 """
@@ -13,28 +13,24 @@ from typing import Any
 
 import numpy as np
 
-from cluster.analyze_coherence import base_outcomes
-from cluster.analyze_common import (
+from cluster.experiments.coherence import base_outcomes
+from cluster.experiments.common import (
     AnalysisError,
     Context,
     Options,
     Output,
     derive,
-    elicit,
     ensure_base_run,
     full_pairs,
     merge,
+    run_derived,
     sparse_pairs,
     subset,
     subset_run,
 )
-from cluster.analyze_io import (
+from cluster.experiments.io import (
     attributes_of,
     finish,
-    pair_probs,
-    run_models,
-    stored_outcomes,
-    utilities,
 )
 from elicit import generators as gen
 from elicit.outcomes import OutcomeSet
@@ -104,15 +100,15 @@ def exchange_rates(ctx: Context) -> list[Output]:
     outcomes = exchange_design(opts)
     n_pairs = opts.n_pairs if opts.n_pairs is not None else 8 * len(outcomes)
     pairs = sparse_pairs(outcomes.ids, n_pairs, opts.seed)
-    run_id = elicit(
+    run_id = run_derived(
         ctx,
         derive(ctx, "exchange-rates", outcomes, pairs),
         f"ladders of {len(opts.groups)} group(s) × {opts.n_entities} entities × {len(opts.ns)} N",
     )
     attrs = attributes_of(outcomes)
     outputs = []
-    for model in run_models(ctx.root, run_id):
-        points = points_from_attributes(attrs, utilities(ctx.root, run_id, model))
+    for model in ctx.store.models(run_id):
+        points = points_from_attributes(attrs, ctx.store.utilities(run_id, model))
         entity, n, mu = points
         row: dict[str, Any] = {
             "pivot": None,
@@ -184,7 +180,7 @@ def political(ctx: Context) -> list[Output]:
     opts = ctx.options
     policies = subset(gen.policy_outcomes(), opts.n_policies, opts.seed)
     pairs = full_pairs(policies.ids)
-    own = elicit(ctx, derive(ctx, "political", policies, pairs), f"{len(policies)} policies")
+    own = run_derived(ctx, derive(ctx, "political", policies, pairs), f"{len(policies)} policies")
     first = ctx.base.spec.models[0]
     system = ctx.base.spec.prompt.system
     vectors: dict[str, dict[str, float]] = {}
@@ -197,13 +193,13 @@ def political(ctx: Context) -> list[Output]:
         spec = derive(
             ctx, f"political-{persona.id}", policies, pairs, prompt=prompt, models=[first]
         )
-        rid = elicit(ctx, spec, f"{first.name} as {persona.id}")
+        rid = run_derived(ctx, spec, f"{first.name} as {persona.id}")
         name = f"persona:{persona.id}"
-        vectors[name] = utilities(ctx.root, rid, first.name)
+        vectors[name] = ctx.store.utilities(rid, first.name)
         references.append(name)
-    models = run_models(ctx.root, own)
+    models = ctx.store.models(own)
     for model in models:
-        vectors[model] = utilities(ctx.root, own, model)
+        vectors[model] = ctx.store.utilities(own, model)
     res = political_pca(vectors, references=references)
     coords = {a: res.coords[k] for k, a in enumerate(res.agents)}
     two = res.coords.shape[1] >= 2
@@ -264,7 +260,7 @@ def time_discounting(ctx: Context) -> list[Output]:
 
     outcomes, grid = time_discounting_design(ctx.options)
     pairs = [(p["outcome_a"], p["outcome_b"]) for p in grid]
-    run_id = elicit(
+    run_id = run_derived(
         ctx,
         derive(ctx, "time-discounting", outcomes, pairs),
         f"$1,000 now vs later at {len(ctx.options.delays)} delays",
@@ -272,8 +268,8 @@ def time_discounting(ctx: Context) -> list[Output]:
     t = np.array([p["delay_months"] for p in grid], dtype=float)
     x = np.array([p["amount"] for p in grid], dtype=float)
     outputs = []
-    for model in run_models(ctx.root, run_id):
-        probs = pair_probs(ctx.root, run_id, model).lookup()
+    for model in ctx.store.models(run_id):
+        probs = ctx.store.pair_probs(run_id, model).lookup()
         p_later = np.array([probs.get((b, a), np.nan) for a, b in pairs])
         res = discount(t, x, p_later, base_amount=1000.0)
         row = {
@@ -321,15 +317,15 @@ def power(ctx: Context) -> list[Output]:
         full_pairs(outcomes.ids),
         prompt={"template": POWER_TEMPLATE, "template_id": "power"},
     )
-    power_run = elicit(ctx, spec, "power question")
+    power_run = run_derived(ctx, spec, "power question")
     categories = {
         o.id: str(o.attributes.get("category", "")) for o in outcomes if "category" in o.attributes
     }
     outputs = []
-    for model in run_models(ctx.root, power_run):
+    for model in ctx.store.models(power_run):
         res = power_correlation(
-            utilities(ctx.root, preference, model),
-            utilities(ctx.root, power_run, model),
+            ctx.store.utilities(preference, model),
+            ctx.store.utilities(power_run, model),
             categories or None,
         )
         row = {
@@ -364,13 +360,13 @@ def corrigibility(ctx: Context) -> list[Output]:
 
     opts = ctx.options
     base_run = ensure_base_run(ctx)
-    base_set = stored_outcomes(ctx.root, base_run)
+    base_set = ctx.store.outcomes(base_run)
     configs = {m.name: m for m in ctx.base.spec.models}
     outputs = []
-    for model in run_models(ctx.root, base_run):
+    for model in ctx.store.models(base_run):
         if model not in configs:
             continue
-        own = utilities(ctx.root, base_run, model)
+        own = ctx.store.utilities(base_run, model)
         try:
             reversals = gen.reversal_outcomes(base_set, own, opts.n_reversals, opts.seed)
         except gen.GeneratorError as exc:
@@ -382,9 +378,9 @@ def corrigibility(ctx: Context) -> list[Output]:
             full_pairs(reversals.ids),
             models=[configs[model]],
         )
-        rid = elicit(ctx, spec, f"{len(reversals)} reversals of {model}'s preferences")
+        rid = run_derived(ctx, spec, f"{len(reversals)} reversals of {model}'s preferences")
         strength, util = reversals_from_attributes(
-            attributes_of(reversals), utilities(ctx.root, rid, model)
+            attributes_of(reversals), ctx.store.utilities(rid, model)
         )
         res = resistance(strength, util)
         row = {

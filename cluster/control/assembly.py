@@ -25,18 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from cluster.analyze_common import (
+from cluster.experiments.common import (
     AnalysisError,
     Base,
     Context,
     Options,
     base_from_run,
     derive,
-    elicit,
     full_pairs,
+    run_derived,
     sparse_pairs,
 )
-from cluster.analyze_io import finish, pair_probs, utilities
+from cluster.experiments.io import finish
 from cluster.spec import RunSpec
 from elicit.config import ModelConfig
 from elicit.outcomes import Outcome, OutcomeSet
@@ -159,12 +159,12 @@ def run_assembly(
             models=[persona_model(model, person, list(ids), index=k, spread=options.spread)],
         )
         politics = person.values.get("politics")
-        rid = elicit(ctx, spec, f"{person.id}" + (f" ({politics})" if politics else ""))
+        rid = run_derived(ctx, spec, f"{person.id}" + (f" ({politics})" if politics else ""))
         member_runs.append(rid)
-        probs = pair_probs(ctx.root, rid, model.name).lookup()
+        probs = ctx.store.pair_probs(rid, model.name).lookup()
         p[k] = [probs.get(pair, np.nan) for pair in pairs]
         try:
-            mu = utilities(ctx.root, rid, model.name)
+            mu = ctx.store.utilities(rid, model.name)
         except AnalysisError:
             mu = {}
         member_mu[k] = [mu.get(o, np.nan) for o in ids]
@@ -179,7 +179,7 @@ def run_assembly(
     own_lean = None
     if axis is not None:
         try:
-            own = utilities(ctx.root, run_id, model.name)
+            own = ctx.store.utilities(run_id, model.name)
             vec = np.array([own.get(o, np.nan) for o in ids])
             own_lean = lean(vec, axis) if np.all(np.isfinite(vec)) else None
         except AnalysisError:

@@ -17,8 +17,8 @@ import warnings
 from typing import Any
 
 from cluster.errors import ClusterError
+from cluster.store import RunStore
 from storage import Root, model_key
-from storage.catalog import analysis_views, connect
 
 _RANKED_ROWS = 15
 
@@ -67,41 +67,6 @@ def _img(data: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{encoded}">'
 
 
-def _related_runs(con: Any, run_id: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = (
-        con.sql(
-            "SELECT run_id, status, prompts, errors, models, created_at FROM runs "
-            "WHERE run_id = $r OR starts_with(run_id, $p) ORDER BY created_at",
-            params={"r": run_id, "p": run_id + "-"},
-        )
-        .to_arrow_table()
-        .to_pylist()
-    )
-    return rows
-
-
-def _analysis_rows(con: Any, root: Root, run_ids: set[str], run_id: str) -> dict[str, list[Any]]:
-    """Analysis view → result rows of the run, its derived runs, or with it as base run."""
-    found: dict[str, list[Any]] = {}
-    for view, (glob, _files) in sorted(analysis_views(root).items()):
-        if not glob.endswith("/result.parquet"):
-            continue  # a detail table
-        rows = con.sql(f'SELECT * FROM "{view}" ORDER BY created_at').to_arrow_table().to_pylist()
-        keep = [
-            r
-            for r in rows
-            if r.get("run_id") in run_ids
-            or r.get("base_run_id") == run_id
-            or str(r.get("run_id", "")).startswith(run_id + "-")
-        ]
-        latest: dict[tuple[str, str], dict[str, Any]] = {}
-        for r in keep:  # ordered by created_at: a rerun replaces the earlier row
-            latest[(r["run_id"], r["model"])] = r
-        if latest:
-            found[view] = list(latest.values())
-    return found
-
-
 def _figures(root: Root, analysis: str, rows: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
     """PNG figures of an analysis for the (run, model) pairs of its rows, and cross-model ones."""
     name = analysis.replace("_", "-")
@@ -118,7 +83,7 @@ def _figures(root: Root, analysis: str, rows: list[dict[str, Any]]) -> list[tupl
 
 
 def _model_section(model: str, data: dict[str, Any]) -> str:
-    from cluster.summary import _standardise_truth, reading
+    from cluster.reports.summary import reading, standardise_truth
 
     f, utilities, answers = data["fit"], data["utilities"], data["answers"]
     parts = [f"<h3>{html.escape(model)}</h3>"]
@@ -150,7 +115,7 @@ def _model_section(model: str, data: dict[str, Any]) -> str:
     parts.append("<h4>Position bias and answer quality</h4>" + _table([bias]))
     has_truth = any(u.get("true_utility") is not None for u in utilities)
     if has_truth:
-        _standardise_truth(utilities)
+        standardise_truth(utilities)
     ranked = [
         {
             "rank": k,
@@ -174,22 +139,20 @@ def _model_section(model: str, data: dict[str, Any]) -> str:
 
 def build_report(root: str, run_id: str) -> str:
     """The HTML page of a run (see the module docstring)."""
-    from cluster.summary import load
+    from cluster.reports.summary import load
 
     r = Root(root)
-    con = connect(r)
-    try:
-        related = _related_runs(con, run_id)
-        run_ids = {row["run_id"] for row in related} | {run_id}
-        analyses = _analysis_rows(con, r, run_ids, run_id)
-    finally:
-        con.close()
+    store = RunStore(r)
+    related = store.related_runs(run_id)
+    analyses = store.analysis_results(run_id)
     try:
         with warnings.catch_warnings():  # DuckDB's note on DB-API Arrow copies
             warnings.simplefilter("ignore", UserWarning)
-            models = load(root, run_id)
+            models = load(root, run_id, store)
     except ClusterError:
         models = {}
+    finally:
+        store.close()
     if not models and not analyses and not related:
         raise ClusterError(
             f"run {run_id!r} not found in {root!r}: no fits, no analyses and no runs named "

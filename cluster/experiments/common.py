@@ -1,6 +1,6 @@
 """Plumbing shared by the analyses of ``valuescope analyze``: the run an analysis starts from,
 its options, and derived runs over generated outcome sets (reading results back and writing
-result tables and figures is in ``cluster.analyze_io``).
+result tables and figures is in ``cluster.experiments.io``).
 
 An analysis starts from a *base*: a spec (file or flags) or a stored run (its spec is read back
 from the manifest). Whatever it has to ask is asked in a *derived run*: the base spec with its
@@ -23,6 +23,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ import yaml
 
 from cluster.errors import ClusterError
 from cluster.spec import DesignConfig, RunSpec
+from cluster.store import RunStore
 from elicit.config import ModelConfig
 from elicit.outcomes import Outcome, OutcomeSet
 from storage import Root, RunLayout
@@ -167,6 +169,11 @@ class Context:
     @property
     def root(self) -> Root:
         return self.base.root
+
+    @cached_property
+    def store(self) -> RunStore:
+        """The results root's run store, shared by everything this invocation reads."""
+        return RunStore(self.base.root)
 
     def say(self, msg: str) -> None:
         logger.info("%s: %s", self.name, msg)
@@ -348,9 +355,9 @@ def derive(
     return RunSpec.model_validate(spec.model_dump())
 
 
-def elicit(ctx: Context, spec: RunSpec, what: str) -> str:
+def run_derived(ctx: Context, spec: RunSpec, what: str) -> str:
     """Run (or resume) a derived run with its fit; returns its run id."""
-    from cluster.run import run
+    from cluster.pipeline.run import run
 
     with open(spec.design.pairs_file or "", encoding="utf-8") as f:
         n_pairs = sum(1 for _ in f) - 1
@@ -360,6 +367,7 @@ def elicit(ctx: Context, spec: RunSpec, what: str) -> str:
         f"{len(spec.models)} model(s)) in run {spec.run_id}"
     )
     run(spec)
+    ctx.store.refresh()  # the derived run's tables and manifest landed
     assert spec.run_id is not None
     return spec.run_id
 
@@ -371,12 +379,12 @@ def subset_run(ctx: Context, outcomes: OutcomeSet) -> str:
     questions, so they share this run: with the same subset size and seed it is asked once.
     """
     spec = derive(ctx, "subset", outcomes, full_pairs(outcomes.ids))
-    return elicit(ctx, spec, f"full graph over {len(outcomes)} base outcomes")
+    return run_derived(ctx, spec, f"full graph over {len(outcomes)} base outcomes")
 
 
 def ensure_base_run(ctx: Context) -> str:
     """The base run id, running the base spec first when it was given as a spec."""
-    from cluster.run import run
+    from cluster.pipeline.run import run
 
     if ctx.base.from_run:
         return ctx.base.run_id
@@ -386,4 +394,5 @@ def ensure_base_run(ctx: Context) -> str:
         "resumes if it exists)"
     )
     run(spec)
+    ctx.store.refresh()
     return ctx.base.run_id

@@ -73,9 +73,9 @@ def register(cli: click.Group) -> None:
         """
         import pyarrow as pa
 
-        from cluster.cli_common import echo_table
-        from cluster.probe import ProbeOptions
-        from cluster.probe import probe as run_probe
+        from cluster.cli.display import echo_table
+        from cluster.control.probe import ProbeOptions
+        from cluster.control.probe import probe as run_probe
 
         options = ProbeOptions(
             model=model,

@@ -1,4 +1,4 @@
-"""The Python API behind the CLI: prepare a run, elicit comparisons, preview prompts.
+"""A run's context: the validated spec, its outcomes and manifest, its replica pools and rounds.
 
 Everything that can be checked without a model (spec, outcome sets, pair files, results root)
 is checked first, so a bad input fails in a second rather than after a model has loaded.
@@ -10,15 +10,15 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
-import numpy as np
-
-from cluster.driver import ReplicaPool, RoundResult, run_round
 from cluster.errors import RunFailed
-from cluster.replica import ReplicaSetup
+from cluster.execution.driver import ReplicaPool, RoundResult, run_round
+from cluster.execution.replica import ReplicaSetup
 from cluster.spec import RunSpec
+from cluster.store import RunStore
 from elicit.config import ModelConfig
-from elicit.design import OrientedPrompts, full_graph, orient
+from elicit.design import OrientedPrompts
 from elicit.outcomes import OutcomeSet, combine, load_outcomes
 from elicit.prompts import PromptTemplate
 from storage import Root, RunLayout
@@ -43,6 +43,11 @@ class RunContext:
     @property
     def n(self) -> int:
         return len(self.outcomes)
+
+    @cached_property
+    def store(self) -> RunStore:
+        """The results root's run store (one catalog connection for the whole run)."""
+        return RunStore(self.layout.root)
 
     def save_manifest(self) -> None:
         write_manifest(self.layout, self.manifest)
@@ -117,8 +122,8 @@ def open_pool(ctx: RunContext, model: ModelConfig) -> ReplicaPool:
     On a local Ray (which cannot grow) a pool that can never fit is refused at once; on a
     cluster the driver waits for placement up to ``$VALUESCOPE_PLACEMENT_TIMEOUT_S``.
     """
-    from cluster import placement
-    from cluster.ray_runtime import init_ray
+    from cluster.execution import placement
+    from cluster.execution.ray_runtime import init_ray
 
     ray = init_ray(ctx.spec.execution.ray_address)
     cpus = ctx.spec.execution.num_cpus_per_replica
@@ -148,7 +153,7 @@ def auto_replicas(model: ModelConfig, cpus_per_replica: float = 1.0) -> int:
     replica's GPUs must share a node); at least 1."""
     import ray
 
-    from cluster.placement import cluster_nodes, replicas_that_fit
+    from cluster.execution.placement import cluster_nodes, replicas_that_fit
 
     free = [node.free for node in cluster_nodes(ray)]
     return max(1, replicas_that_fit(free, model.gpus_per_replica, cpus_per_replica))
@@ -186,47 +191,3 @@ def elicit_round(
     entry.status = "done"
     ctx.save_manifest()
     return result
-
-
-def elicit(spec: RunSpec) -> list[RoundResult]:
-    """Ask every model every pair of a single-round design (`full` or `pairs`), no fitting.
-
-    The held-out pairs of the spec are asked too (round 0), so a later ``valuescope fit`` can
-    measure held-out accuracy.
-    """
-    from cluster.run import run
-
-    return [r for model_run in run(spec, fit=False) for r in model_run.rounds]
-
-
-def preview(spec: RunSpec, n: int = 5) -> list[dict[str, str]]:
-    """Rendered prompts of the first ``n`` pairs, both orientations, without loading a model.
-
-    Chat models are shown as their chat messages (the tokenizer's template is applied by the
-    engine); base-format prompts as the exact text.
-    """
-    outcomes = combine([load_outcomes(s) for s in spec.outcomes])
-    template = PromptTemplate.from_config(spec.prompt, spec.mode.kind)
-    i, j = full_graph(len(outcomes))
-    rng = np.random.default_rng(0)
-    pick = rng.choice(len(i), size=min(n, len(i)), replace=False)
-    prompts = orient(i[pick], j[pick], len(outcomes), both_orders=spec.prompt.both_orders)
-    order = np.lexsort((prompts.orientation, prompts.pair_id))
-    shown = []
-    for k in order:
-        a, b = outcomes.outcomes[prompts.a_idx[k]], outcomes.outcomes[prompts.b_idx[k]]
-        if template.format == "base":
-            text = template.base_text(a.text, b.text)
-        else:
-            msgs = template.messages(a.text, b.text)
-            text = "\n".join(f"[{m['role']}] {m['content']}" for m in msgs)
-            if template.answer_prefix:
-                text += f"\n[assistant] {template.answer_prefix}"
-        shown.append(
-            {
-                "pair": f"{a.id} vs {b.id}",
-                "orientation": str(prompts.orientation[k]),
-                "prompt": text,
-            }
-        )
-    return shown

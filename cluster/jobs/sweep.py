@@ -14,7 +14,7 @@ At the end a cross-model summary is written and printed: ``sweeps`` (one row per
 family, size, fit metrics) and ``sweep_similarity`` (Pearson and Spearman correlation of every
 two models' utilities over their shared outcomes), both queryable with ``valuescope sql``, and a
 manifest ``<root>/sweeps/sweep=<name>/sweep.json`` that lists the runs. A sweep is submitted as
-a Ray Job by :func:`cluster.jobs.submit_sweep`.
+a Ray Job by :func:`cluster.jobs.ray_jobs.submit_sweep`.
 
 Example::
 
@@ -386,7 +386,7 @@ def _conflict(spec: RunSpec) -> str | None:
 
 
 def _run_one(spec: RunSpec, record: SweepRun) -> None:
-    from cluster.run import run
+    from cluster.pipeline.run import run
 
     start = time.perf_counter()
     record.status = "running"
@@ -410,7 +410,7 @@ def run_sweep(sweep: SweepSpec, *, echo: Any = None) -> SweepResult:
 
     Returns the result even when models failed (see :attr:`SweepResult.failed`).
     """
-    from cluster.ray_runtime import init_ray
+    from cluster.execution.ray_runtime import init_ray
     from elicit.outcomes import combine, load_outcomes
     from storage import Root
 
@@ -486,27 +486,10 @@ def run_sweep(sweep: SweepSpec, *, echo: Any = None) -> SweepResult:
 
 
 def _latest_fits(root: str, run_ids: list[str]) -> dict[str, dict[str, Any]]:
-    from storage.catalog import connect
+    from cluster.store import RunStore
 
-    con = connect(root)
-    try:
-        cursor = con.execute(
-            "SELECT * FROM fits WHERE list_contains($ids, run_id) ORDER BY created_at",
-            {"ids": run_ids},
-        )
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        latest = {r["run_id"]: r for r in rows}
-        out: dict[str, dict[str, Any]] = {}
-        for run_id, fit in latest.items():
-            utilities = con.execute(
-                "SELECT outcome_id, mu FROM utilities WHERE run_id = $r AND fit_id = $f",
-                {"r": run_id, "f": fit["fit_id"]},
-            ).fetchall()
-            out[run_id] = {"fit": fit, "mu": dict(utilities)}
-        return out
-    finally:
-        con.close()
+    with RunStore(root) as store:
+        return store.latest_fits(run_ids)
 
 
 def similarity(mu: dict[str, dict[str, float]]) -> list[dict[str, Any]]:

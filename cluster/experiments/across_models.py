@@ -13,25 +13,21 @@ from typing import Any
 
 import numpy as np
 
-from cluster.analyze_coherence import base_outcomes
-from cluster.analyze_common import (
+from cluster.experiments.coherence import base_outcomes
+from cluster.experiments.common import (
     AnalysisError,
     Context,
     Output,
     derive,
-    elicit,
     ensure_base_run,
     full_pairs,
+    run_derived,
     subset,
     subset_run,
 )
-from cluster.analyze_io import (
+from cluster.experiments.io import (
     combine_pngs,
     finish,
-    fit_row,
-    oriented_rows,
-    run_models,
-    utilities,
 )
 
 
@@ -41,13 +37,13 @@ def convergence(ctx: Context) -> list[Output]:
     from fit.analyses.convergence import plot_convergence
 
     run_id = ensure_base_run(ctx)
-    models = run_models(ctx.root, run_id)
+    models = ctx.store.models(run_id)
     if len(models) < 2:
         raise AnalysisError(
             f"convergence compares the models of one run; run {run_id!r} has "
             f"{len(models)} model(s) (list several under `models:` in the spec, or repeat --model)"
         )
-    res = similarity({m: utilities(ctx.root, run_id, m) for m in models})
+    res = similarity({m: ctx.store.utilities(run_id, m) for m in models})
     off = ~np.eye(len(res.models), dtype=bool)
     outputs = []
     for k, model in enumerate(res.models):
@@ -95,7 +91,7 @@ def _paraphrase_runs(ctx: Context) -> dict[str, str]:
             full_pairs(outcomes.ids),
             prompt={"template": template, "template_id": tid},
         )
-        runs[tid] = elicit(ctx, spec, f"wording {tid}")
+        runs[tid] = run_derived(ctx, spec, f"wording {tid}")
     return runs
 
 
@@ -114,12 +110,12 @@ def robustness(ctx: Context) -> list[Output]:
     run_id = ensure_base_run(ctx)
     runs = _paraphrase_runs(ctx) if ctx.options.paraphrases else {}
     outputs = []
-    for model in run_models(ctx.root, run_id):
-        rows = oriented_rows(ctx.root, run_id, model)
+    for model in ctx.store.models(run_id):
+        rows = ctx.store.oriented_rows(run_id, model)
         pb = position_bias(rows["model"], rows["p_a"])
         errors = [None if e is None or e != e else e for e in rows["error"]]
         rq = response_quality(rows["model"], rows["mass"], errors)
-        fit = fit_row(ctx.root, run_id, model)
+        fit = ctx.store.latest_fit(run_id, model)
         row: dict[str, Any] = {
             "mean_p_first": float(pb.mean_p_first[0]),
             "first_share": float(pb.first_share[0]),
@@ -138,7 +134,7 @@ def robustness(ctx: Context) -> list[Output]:
         detail: list[dict[str, Any]] = []
         panels = [(plot_position_bias, pb, "position bias"), (plot_response_quality, rq, "answers")]
         if runs:
-            vectors = {tid: utilities(ctx.root, rid, model) for tid, rid in runs.items()}
+            vectors = {tid: ctx.store.utilities(rid, model) for tid, rid in runs.items()}
             para = paraphrase_sensitivity(vectors)
             row |= {
                 "paraphrase_mean_spearman": para.mean_spearman,

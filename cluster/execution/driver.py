@@ -6,7 +6,7 @@ each; a replica that spans several GPUs gets a placement group), hands shards to
 they free up (a couple in flight per replica so engines never idle), and keeps only counters:
 rows go from replicas straight to Parquet.
 
-Placement (``cluster.placement``): a replica with several GPUs gets a STRICT_PACK placement
+Placement (``cluster.execution.placement``): a replica with several GPUs gets a STRICT_PACK placement
 group (its GPUs on one node, tensor parallel inside); replicas are data parallel.
 
 Failures (STYLE.md): a bad answer is a row with ``error`` set; a replica that dies is restarted
@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from cluster.errors import RunFailed
-from cluster.progress import Progress, Style
-from cluster.replica import Replica, ReplicaSetup
+from cluster.execution.progress import Progress, Style
+from cluster.execution.replica import Replica, ReplicaSetup
 from elicit.design import OrientedPrompts
 from storage import RunLayout
 
@@ -95,7 +95,7 @@ class ReplicaPool:
         if gpus_per_replica > 1:
             from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-            from cluster import placement
+            from cluster.execution import placement
 
             # Every replica's GPUs on one node, placed before any engine starts, so a pool that
             # does not fit fails with a message instead of engines waiting for GPUs forever.
@@ -148,7 +148,7 @@ class ReplicaPool:
             with contextlib.suppress(Exception):  # already dead
                 self.ray.kill(actor)
         if self.placement_groups:
-            from cluster.placement import remove_groups
+            from cluster.execution.placement import remove_groups
 
             remove_groups(self.placement_groups)
             self.placement_groups = []

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from cluster.cli_spec import spec_options
+from cluster.cli.options import spec_options
 
 _ADDRESS_HELP = (
     "Ray job server (the dashboard): http://HEAD:8265. Default: $RAY_API_SERVER_ADDRESS, "
@@ -68,7 +68,7 @@ def _when(ts: float | None) -> str:
 
 def _finish(state: Any, address: str | None) -> None:
     """Print the final line of a followed job; a failed job is an error (exit 1)."""
-    from cluster.jobs import JobError
+    from cluster.jobs.ray_jobs import JobError
 
     click.echo(f"[valuescope] job {state.submission_id}: {state.status}", err=True)
     if state.status != "SUCCEEDED":
@@ -84,7 +84,7 @@ def render_sweep(result: Any) -> None:
     """Print the per-model table and the similarity matrix."""
     from rich.table import Table
 
-    from cluster.cli_common import console
+    from cluster.cli.display import console
 
     table = Table(title=f"sweep {result.name}: {len(result.runs)} models", title_justify="left")
     for col in (
@@ -158,7 +158,7 @@ def register(cli: click.Group) -> None:
 
             valuescope submit spec.yaml --address http://127.0.0.1:8265 --wait
         """
-        from cluster import jobs
+        from cluster.jobs import ray_jobs as jobs
 
         state = jobs.submit(spec, address, secret_env=secret_env, env=_parse_env(env))
         addr = jobs.normalise_address(address)
@@ -180,7 +180,7 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
     def status(run: str | None, address: str | None, as_json: bool) -> None:
         """Status of a run's latest job, or of every valuescope job on the cluster."""
-        from cluster import jobs
+        from cluster.jobs import ray_jobs as jobs
 
         states = jobs.status(address, run)
         if as_json:
@@ -192,7 +192,7 @@ def register(cli: click.Group) -> None:
             return
         from rich.table import Table
 
-        from cluster.cli_common import console
+        from cluster.cli.display import console
 
         table = Table(title=f"jobs on {jobs.normalise_address(address)}", title_justify="left")
         for col in ("run", "job", "attempt", "kind", "status", "started", "ended", "message"):
@@ -216,7 +216,7 @@ def register(cli: click.Group) -> None:
     @click.option("--follow", "-f", is_flag=True, help="Stream the log until the job ends.")
     def logs(run: str, address: str | None, follow: bool) -> None:
         """Print the log of a run's latest job (the driver's output)."""
-        from cluster import jobs
+        from cluster.jobs import ray_jobs as jobs
 
         if not follow:
             _echo_raw(jobs.logs(address, run))
@@ -229,7 +229,7 @@ def register(cli: click.Group) -> None:
     @_address_option
     def cancel(run: str, address: str | None) -> None:
         """Stop a run's running job (finished shards stay; submitting again resumes)."""
-        from cluster import jobs
+        from cluster.jobs import ray_jobs as jobs
 
         state = jobs.cancel(address, run)
         click.echo(f"job {state.submission_id} of run {state.run_id}: {state.status}")
@@ -259,8 +259,8 @@ def register(cli: click.Group) -> None:
         rerunning resumes (finished models are skipped). At the end: a table per model and
         the similarity of their utilities, also in SQL as `sweeps` and `sweep_similarity`.
         """
-        from cluster.jobs import submit_sweep
-        from cluster.sweep import load_sweep, resolve_model, run_sweep
+        from cluster.jobs.ray_jobs import submit_sweep
+        from cluster.jobs.sweep import load_sweep, resolve_model, run_sweep
 
         spec = load_sweep(sweep_file)
         if plan:
@@ -275,7 +275,7 @@ def register(cli: click.Group) -> None:
             if spec.gpus is None:
                 click.echo("(set the sweep's `gpus` to preview how models are packed)")
                 return
-            from cluster.sweep import plan_waves
+            from cluster.jobs.sweep import plan_waves
 
             planned = [resolve_model(spec, m) for m in spec.models]
             needs = {p.key: None if p.config.replicas == "auto" else (p.gpus, 0.0) for p in planned}
@@ -283,7 +283,7 @@ def register(cli: click.Group) -> None:
             click.echo(f"packing on {spec.gpus:g} GPUs: " + " | ".join(", ".join(w) for w in waves))
             return
         if address is not None:
-            from cluster import jobs
+            from cluster.jobs import ray_jobs as jobs
 
             state = submit_sweep(sweep_file, address, secret_env=secret_env, env=_parse_env(env))
             addr = jobs.normalise_address(address)
@@ -323,7 +323,7 @@ def register(cli: click.Group) -> None:
             return
         from rich.table import Table
 
-        from cluster.cli_common import console
+        from cluster.cli.display import console
 
         table = Table(title=f"{len(entries)} registered models", title_justify="left")
         for col in ("name", "family", "hf id", "params (B)", "GPUs / TP", "context", "dtype"):

@@ -442,7 +442,7 @@ def submit_sweep(
     """Submit ``valuescope sweep sweep.yaml`` as a Ray Job (submission id = sweep name)."""
     import yaml
 
-    from cluster.sweep import SweepSpec, load_sweep, resolve_model
+    from cluster.jobs.sweep import SweepSpec, load_sweep, resolve_model
 
     sweep = load_sweep(path)
     for m in sweep.models:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from cluster.errors import ClusterError
-from cluster.progress import Progress, Style
+from cluster.execution.progress import Progress, Style
 
 if TYPE_CHECKING:
     from elicit.scorers.hf import HFScorer

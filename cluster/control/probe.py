@@ -17,7 +17,7 @@ A second call with the same layers and context never loads the model.
 
 Python API::
 
-    from cluster.probe import probe, ProbeOptions
+    from cluster.control.probe import probe, ProbeOptions
     outputs = probe("smollm2-281023ab", root="results", options=ProbeOptions(every=5))
 """
 
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from cluster.analyze_common import AnalysisError, Context, Options, base_from_run
-from cluster.analyze_io import pair_probs, run_models, stored_outcomes, utilities, write_rows
-from cluster.progress import Progress, Style
+from cluster.execution.progress import Progress, Style
+from cluster.experiments.common import AnalysisError, Context, Options, base_from_run
+from cluster.experiments.io import write_rows
 from elicit.config import ModelConfig
 from elicit.hidden import (
     EXTRACTION_VERSION,
@@ -147,7 +147,7 @@ def probe(
     name = ANALYSIS if options.context == "prompt" else f"{ANALYSIS}-{options.context}"
     ctx = Context(name, base, Options(seed=options.seed), echo or (lambda _msg: None))
     models = _pick_models(run_id, list(base.spec.models), options.model)
-    asked = set(run_models(ctx.root, run_id))
+    asked = set(ctx.store.models(run_id))
     for model in models:
         if model.name not in asked:
             raise AnalysisError(
@@ -155,7 +155,7 @@ def probe(
                 "(interrupted before its first shard?); resume it with `valuescope run` on its "
                 "spec, then probe it"
             )
-    outcomes = stored_outcomes(ctx.root, run_id)
+    outcomes = ctx.store.outcomes(run_id)
     return [_probe_model(ctx, model, outcomes, options) for model in models]
 
 
@@ -242,12 +242,12 @@ def _hidden(
 def _probe_model(
     ctx: Context, model: ModelConfig, outcomes: Any, options: ProbeOptions
 ) -> ProbeOutput:
-    from cluster.analyze_io import write_figure
+    from cluster.experiments.io import write_figure
     from fit.analyses._common import AnalysisInputError
     from fit.probes import plot_probes, probe_layer, utility_pair_accuracy
 
-    root, run_id = ctx.root, ctx.base.run_id
-    mu_by_id = utilities(root, run_id, model.name)
+    run_id = ctx.base.run_id
+    mu_by_id = ctx.store.utilities(run_id, model.name)
     if not mu_by_id:
         raise AnalysisError(
             f"run {run_id!r}, model {model.name!r} has a fit but no utilities; refit it "
@@ -260,7 +260,7 @@ def _probe_model(
     ids = [all_ids[k] for k in keep]
     mu = np.array([mu_by_id[oid] for oid in ids])
     index = {oid: k for k, oid in enumerate(ids)}
-    pp = pair_probs(root, run_id, model.name)
+    pp = ctx.store.pair_probs(run_id, model.name)
     usable = [
         k
         for k, (a, b) in enumerate(zip(pp.first, pp.second, strict=True))
