@@ -22,6 +22,7 @@ from fit.errors import (
     UnknownOutcomeError,
     UnobservedOutcomesError,
 )
+from fit.full import FitWithIntervals, fit_with_intervals
 from fit.metrics import (
     accuracy,
     bootstrap_mu,
@@ -41,6 +42,7 @@ __all__ = [
     "EmptyDataError",
     "FitError",
     "FitResult",
+    "FitWithIntervals",
     "FitWarning",
     "InvalidStatsError",
     "NotConvergedWarning",
@@ -58,6 +60,7 @@ __all__ = [
     "fit_position",
     "fit_thurstonian",
     "fit_thurstonian_batch",
+    "fit_with_intervals",
     "fold",
     "holdout_pairs",
     "information_acquire",

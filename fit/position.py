@@ -11,19 +11,13 @@ reported on the scale of the returned ``mu`` (utility sd units): β_rep = β / s
 normalisation the utilities get, so Φ((μ_f − μ_s + β_rep)/√(σ_f² + σ_s² + ε)) holds with the
 reported values.
 
-Interval (95 % by default), from the curvature of the log-likelihood at the optimum:
-
-- ``"sandwich"`` (default): cluster-robust variance H⁻¹ J H⁻¹ with J the outer product of score
-  contributions summed per unordered pair (both orders of a pair form one cluster), times
-  C/(C − 1) for C clusters. It stays honest when the labels are probabilities rather than coin
-  flips, or when β varies from pair to pair.
-- ``"hessian"``: the observed Fisher information of the rows, H⁻¹, treating each row as one
-  Bernoulli observation with its soft label.
-
-Both use the delta method for β_rep = β / sd(μ): var = aᵀ H⁻¹ (J H⁻¹) a with a = ∇β_rep, so the
-uncertainty of sd(μ) is included. H⁻¹a is found by conjugate gradients on Hessian–vector products
-(central differences of the analytic gradient): O(pairs) per product, no dense Hessian, so it
-works for 100,000 outcomes. The interval is β_rep ± z·se with z the normal quantile.
+Interval (95 % by default), from the curvature of the log-likelihood at the optimum
+(:mod:`fit.intervals`): ``"sandwich"`` (default; cluster-robust, both orders of a pair form one
+cluster) or ``"hessian"`` (each row one Bernoulli observation). The delta method carries the
+variance to β / sd(μ), so the uncertainty of sd(μ) is included. Up to a few thousand outcomes the
+Hessian is formed densely; above, H⁻¹a comes from conjugate gradients on analytic
+Hessian–vector products (O(pairs) each), so it works for 100,000 outcomes.
+The interval is β_rep ± z·se with z the normal quantile.
 """
 
 from __future__ import annotations
@@ -33,11 +27,10 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.sparse.linalg import LinearOperator, cg
-from scipy.special import expit, ndtr, ndtri
+from scipy.special import expit, ndtr
 
-from fit._core import Problem, split, terms, value_grad
 from fit._engine import fit_blocks
+from fit.intervals import standard_errors, z_value
 from fit.result import BRADLEY_TERRY, THURSTONIAN, FitResult, predict_logit_or_z
 from fit.stats import OrientedStats, pair_keys
 
@@ -62,52 +55,6 @@ class PositionFit:
     """Coverage of the interval, e.g. 0.95."""
     interval: str
     """How the interval was computed: ``sandwich`` or ``hessian`` (module docstring)."""
-
-
-def _hvp(x: np.ndarray, pr: Problem) -> LinearOperator:
-    h = 1e-5 * max(1.0, float(np.abs(x).max()))
-
-    def matvec(v: np.ndarray) -> np.ndarray:
-        v = np.ravel(v)
-        norm = float(np.linalg.norm(v))
-        if norm == 0.0:
-            return np.zeros_like(v)
-        step = (h / norm) * v
-        return (value_grad(x + step, pr)[1] - value_grad(x - step, pr)[1]) * (norm / (2 * h))
-
-    return LinearOperator((len(x), len(x)), matvec=matvec, dtype=np.float64)
-
-
-def _beta_variance(
-    x: np.ndarray, pr: Problem, total: float, clusters: np.ndarray, method: Interval
-) -> float:
-    """Delta-method variance of β / sd(μ) for a single-block position problem."""
-    n = pr.n_outcomes
-    mu, t, beta = split(x, pr)
-    assert beta is not None
-    centred = mu - mu.mean()
-    sd = float(np.sqrt(np.mean(centred**2)))
-    if not sd > 1e-12:
-        return float("nan")  # all utilities equal: β / sd(μ) is undefined
-    a = np.zeros_like(x)  # ∇(β / sd(μ))
-    a[-1] = 1.0 / sd
-    a[:n] = -float(beta[0]) * centred / (n * sd**3)
-    u, _ = cg(_hvp(x, pr), a, rtol=1e-10, maxiter=20 * len(x))
-    # The data term of f is (N/W)·NLL with NLL = Σ nₖℓₖ, so H_NLL⁻¹ a = (N/W) ∇²f⁻¹ a.
-    u = u * (n / total)
-    if method == "hessian":
-        return float(a @ u)
-    u_mu, u_t, u_beta = split(u, pr)
-    assert u_beta is not None
-    q = terms(x, pr)
-    along = q["gd"] * (u_mu[pr.a] - u_mu[pr.b] + u_beta[0])  # ∇ℓₖ · u
-    if t is not None and u_t is not None:
-        along = along + q["gv"] * 2.0 * (t[pr.a] * u_t[pr.a] + t[pr.b] * u_t[pr.b])
-    rows = pr.w * (total / n)
-    _, inverse = np.unique(clusters, return_inverse=True)
-    per_cluster = np.bincount(inverse, rows * along)
-    c = len(per_cluster)
-    return float(per_cluster @ per_cluster) * c / max(c - 1, 1)
 
 
 def fit_position(
@@ -163,14 +110,25 @@ def fit_position(
         check_connected=check_connected,
         init=init,
     )
-    keep = oriented.n > 0
-    f, s = oriented.first[keep], oriented.second[keep]
-    clusters = pair_keys(np.minimum(f, s), np.maximum(f, s), oriented.n_outcomes)
-    var = _beta_variance(sol.x, pr, float(oriented.n.sum()), clusters, interval)
-    se = float(np.sqrt(max(var, 0.0)))
-    z = float(ndtri(0.5 + level / 2))
+    errors = standard_errors(
+        sol.x, pr, position_clusters(oriented), oriented_total(oriented), interval
+    )
+    se = float(errors.beta_se) if errors.beta_se is not None else float("nan")
+    z = z_value(level)
     beta = betas[0]
     return PositionFit(results[0], beta, se, beta - z * se, beta + z * se, level, interval)
+
+
+def position_clusters(oriented: OrientedStats) -> npt.NDArray[np.int64]:
+    """The unordered pair of each record with positive weight: both orders form one cluster."""
+    keep = oriented.n > 0
+    f, s = oriented.first[keep], oriented.second[keep]
+    return pair_keys(np.minimum(f, s), np.maximum(f, s), oriented.n_outcomes)
+
+
+def oriented_total(oriented: OrientedStats) -> float:
+    """Number of rows Σ n."""
+    return float(oriented.n.sum())
 
 
 def predict_first(
