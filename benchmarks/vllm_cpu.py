@@ -7,7 +7,7 @@ environment that ``scripts/vllm-env`` builds:
     scripts/vllm-env
     .venv-vllm/bin/python benchmarks/vllm_cpu.py [--prompts 200] [--chunks 16,64,256]
 
-Prints engine start time, prompts/s per chunk size (prompts per ``LLM.generate`` call), and the
+Prints engine start time, prompts/s per bound on requests in flight (the scorer streams through the engine), and the
 largest |P(A) difference| against the HF scorer on the same prompts when ``--compare-hf``.
 CPU settings (KV cache size, eager mode, fp32) are the scorer's defaults; set
 ``VLLM_CPU_OMP_THREADS_BIND`` / ``VLLM_CPU_NUM_OF_RESERVED_CPU`` in the environment to compare
@@ -63,7 +63,7 @@ def main() -> None:
     print(f"{'chunk':>5} {'seconds':>8} {'prompts/s':>10} {'tokens/s':>9}")
     result = None
     for chunk in chunks:
-        scorer.chunk = chunk
+        scorer.in_flight = chunk
         seconds = float("inf")
         for _ in range(args.repeat):  # best of N: this machine may be shared
             started = time.perf_counter()

@@ -41,6 +41,7 @@ import pyarrow.parquet as pq
 
 from elicit.config import ModeConfig, ModelConfig
 from elicit.errors import ElicitError, ScorerError
+from elicit.padding import left_pad
 from elicit.prompts import PromptTemplate, chat_messages, resolve_chat
 from storage import Root, RunLayout
 
@@ -245,19 +246,14 @@ def extract(
     started = time.perf_counter()
     for start in range(0, len(order), size):
         rows = order[start : start + size]
-        width = int(lengths[rows].max())
-        ids = torch.full((len(rows), width), scorer.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for k, row in enumerate(rows):
-            seq = token_ids[row]
-            ids[k, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[k, width - len(seq) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ids, mask, positions = left_pad(
+            [token_ids[row] for row in rows], scorer.pad_id, scorer.device
+        )
         with torch.inference_mode():
             result = scorer.lm(
-                input_ids=ids.to(scorer.device),
-                attention_mask=mask.to(scorer.device),
-                position_ids=positions.to(scorer.device),
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
                 output_hidden_states=True,
                 use_cache=False,
                 **keep,

