@@ -142,7 +142,7 @@ def _load_tree(path: Path, name: str) -> OutcomeSet:
         unknown = set(data) - _SET_FIELDS
         if unknown:
             raise OutcomeSetError(
-                f"outcome set {str(path)!r}: unknown top-level field(s) {sorted(unknown)}; "
+                f"outcome set {str(path)!r}: unknown top-level field(s) {sorted(unknown, key=str)}; "
                 f"allowed: {sorted(_SET_FIELDS)} (or a {{category: [texts]}} file, whose every "
                 "value is a list of texts)"
             )
@@ -312,7 +312,7 @@ def _build(
         unknown = set(record) - _RECORD_FIELDS
         if unknown:
             raise OutcomeSetError(
-                f"{at}: unknown field(s) {sorted(unknown)}; a record has id, text and optional "
+                f"{at}: unknown field(s) {sorted(unknown, key=str)}; a record has id, text and optional "
                 "attributes (put extra data under attributes)"
             )
         raw_id = record.get("id")
@@ -342,6 +342,13 @@ def _build(
         if not isinstance(attributes, dict):
             raise OutcomeSetError(
                 f"{at}: attributes of {outcome_id!r} must be a mapping, got {type(attributes).__name__}"
+            )
+        odd = [k for k in attributes if not isinstance(k, str) or not k]
+        if odd:
+            raise OutcomeSetError(
+                f"{at}, field 'attributes': outcome {outcome_id!r} has the attribute name "
+                f"{json.dumps(odd[0], default=str)}; attribute names must be non-empty texts "
+                "(name the column, or quote the key)"
             )
         if outcome_id in seen:
             raise OutcomeSetError(

@@ -6,6 +6,9 @@ import re
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from elicit.errors import OutcomeSetError
 from elicit.outcomes import builtin_sets, combine, load_outcomes
@@ -237,3 +240,108 @@ def test_category_map_yaml_and_its_errors(tmp_path):
     mixed = tmp_path / "mixed.json"
     mixed.write_text(json.dumps({"name": "x", "health": ["Cured.", "Rich."]}))
     _one_line_error(mixed, "unknown top-level", "{category: [texts]}")
+
+
+# --- property: any file gives a set or one clean line, never a traceback -------------------------
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(alphabet=' ab,"{}[]:\n\\', max_size=8),
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3),
+        st.dictionaries(
+            st.one_of(st.text("ab", max_size=2), st.integers(0, 2), st.booleans()),
+            inner,
+            max_size=3,
+        ),
+    ),
+    max_leaves=8,
+)
+_RECORDS = st.lists(
+    st.fixed_dictionaries(
+        {"id": _VALUES, "text": _VALUES},
+        optional={"attributes": _VALUES, "extra": _VALUES},
+    ),
+    max_size=4,
+)
+_TREES = st.one_of(
+    _VALUES,
+    _RECORDS,
+    st.fixed_dictionaries({"outcomes": _RECORDS}, optional={"name": _VALUES}),
+    st.dictionaries(st.text("abc &", min_size=1, max_size=4), st.lists(_VALUES, max_size=3)),
+)
+
+
+def _loads_or_one_line(path):
+    try:
+        s = load_outcomes(path)
+    except OutcomeSetError as exc:
+        message = str(exc)
+        assert "\n" not in message and path.name in message, message
+        return
+    assert len(s) >= 2 and len(set(s.ids)) == len(s)
+    for o in s:
+        assert isinstance(o.id, str) and o.id and isinstance(o.text, str) and o.text.strip()
+        assert isinstance(o.attributes, dict)
+        assert all(isinstance(k, str) for k in o.attributes), o.attributes
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tree=_TREES, as_json=st.booleans())
+def test_any_yaml_or_json_file_loads_or_fails_in_one_line(tmp_path, tree, as_json):
+    if as_json:
+        f = tmp_path / "h.json"
+        f.write_text(json.dumps(tree, default=str))
+    else:
+        f = tmp_path / "h.yaml"
+        f.write_text(yaml.safe_dump(tree, allow_unicode=True))
+    _loads_or_one_line(f)
+
+
+_CELLS = st.one_of(
+    st.text(alphabet=' ab,"{}[]:\n1', max_size=10),
+    st.sampled_from(['{"k": 1}', "[1, 2]", "{bad", "null", "true", "3", '{"": null}']),
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    header=st.lists(st.sampled_from(["id", "text", "attributes", "n", ""]), max_size=5),
+    rows=st.lists(st.lists(_CELLS, max_size=6), max_size=4),
+    parquet=st.booleans(),
+)
+def test_any_table_file_loads_or_fails_in_one_line(tmp_path, header, rows, parquet):
+    if parquet:
+        columns = list(dict.fromkeys(h for h in header if h))
+        width = len(columns)
+        body = [(r + [""] * width)[:width] for r in rows]
+        f = tmp_path / "h.parquet"
+        pq.write_table(pa.table({c: [r[i] for r in body] for i, c in enumerate(columns)}), f)
+    else:
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows([header, *rows])
+        f = tmp_path / "h.csv"
+        f.write_text(buffer.getvalue())
+    _loads_or_one_line(f)
+
+
+def test_attribute_names_must_be_texts(tmp_path):
+    f = tmp_path / "keys.yaml"
+    f.write_text("- {id: a, text: One., attributes: {1: x}}\n- {id: b, text: Two.}\n")
+    _one_line_error(f, "line 1", "attribute name 1")
+    g = tmp_path / "unnamed.csv"
+    g.write_text("id,text,\na,One.,x\nb,Two.,\n")
+    _one_line_error(g, "row 2", 'attribute name ""', "name the column")
