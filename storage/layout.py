@@ -5,6 +5,7 @@
     <root>/runs/<run_id>/manifest.json
     <root>/runs/<run_id>/outcomes.parquet
     <root>/comparisons/run_id=<run>/model=<model>/round=<NNNN>/part-<NNNNN>.parquet
+    <root>/comparisons/…/part-<NNNNN>.parquet.commit   (its commit record: rows, bytes)
     <root>/utilities/run_id=<run>/model=<model>/fit-<fit_id>.parquet
     <root>/fits/run_id=<run>/model=<model>/fit-<fit_id>.parquet
     <root>/round_pairs/run_id=<run>/model=<model>/round-<NNNN>.parquet
@@ -14,7 +15,9 @@
 
 Folder names are hive-style for people and for pruning by glob; every file also holds its
 ``run_id``, ``model`` (and ``round``) columns, so a file read on its own is self-describing.
-Model names such as ``meta-llama/Llama-3.1-8B`` are made path-safe with :func:`model_key`.
+Model names such as ``meta-llama/Llama-3.1-8B`` are made path-safe with :func:`model_key`;
+:func:`check_keys` refuses two names that would share a folder. Every file written through
+:mod:`storage.writer` has a commit record beside it (:mod:`storage.integrity`).
 """
 
 from __future__ import annotations
