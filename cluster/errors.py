@@ -13,3 +13,7 @@ class SpecError(ClusterError):
 
 class RunFailed(ClusterError):
     """A run stopped for good (dead engine, error budget, schema mismatch)."""
+
+
+class ControlError(ClusterError):
+    """Utility control cannot run: incompatible model, empty or invalid target, bad settings."""

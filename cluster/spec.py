@@ -159,6 +159,11 @@ class RunSpec(_Spec):
         data.pop("execution", None)
         return data
 
+    def same_content(self, stored: dict[str, Any]) -> bool:
+        """Whether a run stored with spec content ``stored`` (its manifest's ``spec``) asked the
+        same questions as this spec: results of two different specs never mix under one run."""
+        return stored == json.loads(json.dumps(self.content()))
+
     def resolved_run_id(self) -> str:
         """The run id, generated from the name and spec hash when not given."""
         if self.run_id:

@@ -7,6 +7,7 @@ j first. Everything here is vectorised over pairs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,40 @@ def orient(i: np.ndarray, j: np.ndarray, n: int, *, both_orders: bool = True) ->
     return OrientedPrompts(ids[order], a[order], b[order], orientation[order])
 
 
+def index_pairs(
+    a: Sequence[str], b: Sequence[str], index: dict[str, int], where: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of outcome-id pairs → unordered index pairs, the first row of each pair kept.
+
+    The one place where a table of pairs (a pairs file, a control target) becomes the ``i < j``
+    pairs that prompts and fits use.
+
+    Returns:
+        ``(lo, hi, keep, swapped)``: index pairs with ``lo < hi``, the row numbers kept (first
+        occurrence of each pair, in file order), and whether each kept row named the higher index
+        first (so a per-row value oriented a-over-b must be flipped to mean lo-over-hi).
+
+    Raises:
+        ElicitError: an id that is not an outcome, or an outcome paired with itself (the message
+            names ``where`` and the file row, counting the header as row 1).
+    """
+    unknown = sorted({x for x in [*a, *b] if x not in index})
+    if unknown:
+        raise ElicitError(
+            f"{where}: unknown outcome id(s) {unknown[:5]}; ids must come from the run's "
+            "outcome sets"
+        )
+    i = np.array([index[x] for x in a], dtype=np.int64)
+    j = np.array([index[x] for x in b], dtype=np.int64)
+    same = np.flatnonzero(i == j)
+    if len(same):
+        raise ElicitError(f"{where} row {same[0] + 2}: outcome {a[same[0]]!r} paired with itself")
+    ids = pair_ids(i, j, len(index))
+    _, keep = np.unique(ids, return_index=True)
+    keep.sort()
+    return np.minimum(i, j)[keep], np.maximum(i, j)[keep], keep, (i > j)[keep]
+
+
 def load_pairs(path: str | Path, index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
     """Unordered pairs from a CSV or Parquet file with columns ``outcome_a``, ``outcome_b``."""
     import pyarrow.csv as pacsv
@@ -79,22 +114,7 @@ def load_pairs(path: str | Path, index: dict[str, int]) -> tuple[np.ndarray, np.
     missing = [c for c in ("outcome_a", "outcome_b") if c not in table.column_names]
     if missing:
         raise ElicitError(f"pairs file {str(path)!r}: missing column(s) {missing}")
-    a = table.column("outcome_a").to_pylist()
-    b = table.column("outcome_b").to_pylist()
-    unknown = sorted({str(x) for x in a + b if str(x) not in index})
-    if unknown:
-        raise ElicitError(
-            f"pairs file {str(path)!r}: unknown outcome id(s) {unknown[:5]}; ids must come "
-            "from the run's outcome sets"
-        )
-    i = np.array([index[str(x)] for x in a], dtype=np.int64)
-    j = np.array([index[str(x)] for x in b], dtype=np.int64)
-    same = np.flatnonzero(i == j)
-    if len(same):
-        raise ElicitError(
-            f"pairs file {str(path)!r} row {same[0] + 2}: an outcome paired with itself"
-        )
-    ids = pair_ids(i, j, len(index))
-    _, first = np.unique(ids, return_index=True)
-    first.sort()
-    return np.minimum(i, j)[first], np.maximum(i, j)[first]
+    a = [str(x) for x in table.column("outcome_a").to_pylist()]
+    b = [str(x) for x in table.column("outcome_b").to_pylist()]
+    lo, hi, _keep, _swapped = index_pairs(a, b, index, f"pairs file {str(path)!r}")
+    return lo, hi

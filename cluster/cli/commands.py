@@ -124,9 +124,9 @@ def show(run_id: str, root: str, rows: int) -> None:
     render(root, run_id, rows=rows)
 
 
-@cli.command()
+@cli.command("elicit")
 @spec_options
-def elicit(spec: Any) -> None:
+def elicit_command(spec: Any) -> None:
     """Ask a model every pair of a design (`full` graph or a `pairs` file) and store the answers.
 
     Quick runs need no spec file:

@@ -8,17 +8,15 @@ from typing import Any
 
 import click
 
+from cluster.reports.format import cell
+
 
 def _echo(msg: str) -> None:
     click.echo(msg, err=True)
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
+    return cell(value, 3)
 
 
 def _before_after(row: dict[str, Any]) -> None:

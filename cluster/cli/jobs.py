@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from cluster.cli.options import spec_options
+from cluster.reports.format import NULL, cell, num, pct
 
 _ADDRESS_HELP = (
     "Ray job server (the dashboard): http://HEAD:8265. Default: $RAY_API_SERVER_ADDRESS, "
@@ -98,12 +99,9 @@ def render_sweep(result: Any) -> None:
     ):
         table.add_column(col, justify="left" if col in ("key", "family", "status") else "right")
 
-    def pct(x: Any) -> str:
-        return "-" if x is None else f"{x:.1%}"
-
     for r in sorted(result.runs, key=lambda r: (r.family, r.params_b or 0, r.key)):
         table.add_row(
-            r.key, r.family, "-" if r.params_b is None else f"{r.params_b:g}", r.status,
+            r.key, r.family, cell(r.params_b), r.status,
             pct(r.fit.get("holdout_accuracy")), pct(r.fit.get("order_consistency")),
             f"{r.seconds:.1f}",
         )  # fmt: skip
@@ -124,7 +122,7 @@ def render_sweep(result: Any) -> None:
             cells = []
             for b in keys:
                 corr = 1.0 if a == b else sim.get((a, b), sim.get((b, a)))
-                cells.append("-" if corr is None else f"{corr:+.2f}")
+                cells.append(num(corr, 2, sign=True))
             matrix.add_row(a, *cells)
         out.print(matrix)
     for r in result.failed:
@@ -268,7 +266,7 @@ def register(cli: click.Group) -> None:
                 p = resolve_model(spec, m)
                 c = p.config
                 click.echo(
-                    f"{p.key}\trun {p.run_id}\t{c.name}\t{p.family}\t{p.params_b or '-'}B\t"
+                    f"{p.key}\trun {p.run_id}\t{c.name}\t{p.family}\t{cell(p.params_b)}B\t"
                     f"{c.scorer}\t{c.gpus_per_replica:g} GPU/replica, tp {c.tensor_parallel}, "
                     f"replicas {c.replicas}"
                 )
@@ -333,9 +331,9 @@ def register(cli: click.Group) -> None:
                 e.name,
                 e.family,
                 e.hf_id,
-                "-" if e.params_b is None else f"{e.params_b:g}",
+                cell(e.params_b),
                 "CPU" if e.gpus == 0 else f"{e.gpus:g} / {e.tensor_parallel}",
-                "-" if e.max_context is None else f"{e.max_context:,}",
+                NULL if e.max_context is None else f"{e.max_context:,}",
                 e.dtype,
             )
         console().print(table)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from cluster.errors import ClusterError
+from cluster.errors import ControlError
 from cluster.execution.progress import Progress, Style
 
 if TYPE_CHECKING:
@@ -47,10 +47,6 @@ Method = Literal["lora", "full"]
 FULL_MAX_PARAMS = 1_000_000_000
 #: Stamp written into a tuned model folder: how it was made.
 STAMP = "valuescope-control.json"
-
-
-class ControlError(ClusterError):
-    """Utility control cannot run: incompatible model, empty or invalid target, bad settings."""
 
 
 @dataclass(frozen=True)

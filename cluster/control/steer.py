@@ -37,7 +37,6 @@ import numpy as np
 from cluster.control.assembly import ANALYSIS as ASSEMBLY
 from cluster.control.assembly import pick_model, run_outcomes
 from cluster.control.finetune import (
-    ControlError,
     TrainSettings,
     default_lr,
     finetune,
@@ -45,6 +44,7 @@ from cluster.control.finetune import (
     save_model,
     settings_dict,
 )
+from cluster.errors import ControlError
 from cluster.execution.progress import Progress, Style
 from cluster.experiments.common import Context, Options, base_from_run
 from cluster.experiments.io import finish
@@ -144,28 +144,19 @@ def check_tunable(model: ModelConfig, run_id: str) -> None:
 
 
 def _orient(a: list[str], b: list[str], p: np.ndarray, index: dict[str, int], where: str) -> Target:
-    unknown = sorted({x for x in a + b if x not in index})
-    if unknown:
-        raise ControlError(
-            f"{where}: outcome id(s) {unknown[:5]} are not outcomes of the run; target pairs "
-            "must name the run's outcome ids"
-        )
+    from elicit.design import index_pairs
+    from elicit.errors import ElicitError
+
     bad = np.flatnonzero(~((p >= 0) & (p <= 1)))
     if bad.size:
         raise ControlError(
             f"{where}: row {bad[0] + 1} has p_target = {p[bad[0]]}; probabilities lie in [0, 1]"
         )
-    ia = np.array([index[x] for x in a], dtype=np.int64)
-    ib = np.array([index[x] for x in b], dtype=np.int64)
-    same = np.flatnonzero(ia == ib)
-    if same.size:
-        raise ControlError(f"{where}: row {same[0] + 1} pairs outcome {a[same[0]]!r} with itself")
-    lo, hi = np.minimum(ia, ib), np.maximum(ia, ib)
-    pp = np.where(ia < ib, p, 1.0 - p)
-    keys = lo * len(index) + hi
-    _, first = np.unique(keys, return_index=True)
-    first.sort()
-    return Target(lo[first], hi[first], pp[first], where)
+    try:
+        lo, hi, keep, swapped = index_pairs(a, b, index, where)
+    except ElicitError as exc:
+        raise ControlError(f"{exc}; target pairs must name the run's outcome ids") from None
+    return Target(lo, hi, np.where(swapped, 1.0 - p[keep], p[keep]), where)
 
 
 def load_target(root: Root, run_id: str, model: str, target: str, outcomes: OutcomeSet) -> Target:

@@ -30,6 +30,7 @@ import numpy as np
 from cluster.errors import RunFailed
 from cluster.execution.progress import Progress, Style
 from cluster.execution.replica import Replica, ReplicaSetup
+from elicit.budget import over_budget
 from elicit.design import OrientedPrompts
 from storage import RunLayout
 
@@ -271,7 +272,7 @@ def run_round(
                     result.errors += stats["errors"]
                 bar.advance(stats["rows"], stats["errors"])
                 scored = result.rows_written
-                if scored >= 100 and result.errors / scored > error_budget:
+                if over_budget(result.errors, scored, error_budget):
                     raise RunFailed(
                         f"{label}: {result.errors} of {scored} prompts failed "
                         f"({result.errors / scored:.0%}), over the error budget of "

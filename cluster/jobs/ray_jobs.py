@@ -176,7 +176,7 @@ def sdk_errors(address: str, what: str) -> Iterator[None]:
         raise JobError(f"{what}: {first[:300]}") from None
 
 
-def connect(address: str | None = None) -> Any:
+def job_client(address: str | None = None) -> Any:
     """A ``JobSubmissionClient`` for the job server at ``address`` (checked to answer)."""
     address = normalise_address(address)
     from ray.job_submission import JobSubmissionClient
@@ -345,7 +345,7 @@ def submit_files(
         JobConflict: the run has a submission that is still pending or running.
     """
     address = normalise_address(address)
-    client = connect(address)
+    client = job_client(address)
     previous = [s for s in list_submissions(client, address, run_id) if s.run_id == run_id]
     active = [s for s in previous if not s.terminal]
     if active:
@@ -467,7 +467,7 @@ def submit_sweep(
 def status(address: str | None = None, run: str | None = None) -> list[JobState]:
     """Every valuescope submission on the cluster, or the latest one of ``run``."""
     address = normalise_address(address)
-    client = connect(address)
+    client = job_client(address)
     if run is None:
         return list_submissions(client, address)
     return [latest(client, address, run)]
@@ -476,7 +476,7 @@ def status(address: str | None = None, run: str | None = None) -> list[JobState]
 def logs(address: str | None, run: str) -> str:
     """The whole log of a run's latest submission."""
     address = normalise_address(address)
-    client = connect(address)
+    client = job_client(address)
     state = latest(client, address, run)
     with sdk_errors(address, f"logs of {state.submission_id!r}"):
         return str(client.get_job_logs(state.submission_id))
@@ -487,7 +487,7 @@ def tail(address: str | None, run: str, echo: Callable[[str], None]) -> JobState
     import asyncio
 
     address = normalise_address(address)
-    client = connect(address)
+    client = job_client(address)
     state = latest(client, address, run)
 
     async def _stream() -> None:
@@ -537,13 +537,13 @@ def wait(
 ) -> JobState:
     """Follow a submission to its end (status lines and its log); returns its final state."""
     address = normalise_address(address)
-    return follow(connect(address), address, submission_id, echo=echo, poll_s=poll_s)
+    return follow(job_client(address), address, submission_id, echo=echo, poll_s=poll_s)
 
 
 def cancel(address: str | None, run: str, wait_s: float = 60.0) -> JobState:
     """Stop a run's latest submission and wait until the job server says it stopped."""
     address = normalise_address(address)
-    client = connect(address)
+    client = job_client(address)
     state = latest(client, address, run)
     if state.terminal:
         return state

@@ -377,7 +377,7 @@ def _already_done(root: str, run_id: str) -> bool:
 def _conflict(spec: RunSpec) -> str | None:
     """Why a stored run with this id cannot be resumed with this spec, if it cannot."""
     manifest = _stored_manifest(spec.root, spec.resolved_run_id())
-    if manifest is None or manifest.spec == json.loads(json.dumps(spec.content())):
+    if manifest is None or spec.same_content(manifest.spec):
         return None
     return (
         f"run {spec.resolved_run_id()!r} in {spec.root!r} was started with a different spec "

@@ -12,11 +12,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
-import math
 import warnings
 from typing import Any
 
 from cluster.errors import ClusterError
+from cluster.reports.format import cell
 from cluster.store import RunStore
 from storage import Root, model_key
 
@@ -34,18 +34,6 @@ img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
 """
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "–"
-        return f"{value:.4g}"
-    if isinstance(value, dt.datetime):
-        return value.strftime("%Y-%m-%d %H:%M")
-    return str(value)
-
-
 def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
     if not rows:
         return '<p class="muted">(no rows)</p>'
@@ -57,7 +45,7 @@ def _table(rows: list[dict[str, Any]], columns: list[str] | None = None) -> str:
         for c in cols:
             v = r.get(c)
             cls = ' class="num"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
-            cells.append(f"<td{cls}>{html.escape(_fmt(v))}</td>")
+            cells.append(f"<td{cls}>{html.escape(cell(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 

@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 import httpx
 import numpy as np
 
+from elicit.budget import over_budget
 from elicit.config import ModeConfig, ModelConfig
 from elicit.errors import ErrorBudgetExceeded, ScorerError
 from elicit.parsing import count_letters, counts_to_p, letter_probs, parse_letter, parse_reasoning
@@ -78,8 +79,6 @@ T = TypeVar("T")
 
 #: Statuses worth retrying besides 5xx: request timeout, conflict, rate limit.
 RETRYABLE_4XX = frozenset({408, 409, 429})
-#: Queries counted before the error budget is enforced (a few early failures are noise).
-MIN_BUDGET_QUERIES = 20
 #: Client errors that may mean "n > 1 is not supported" (then k single requests are tried).
 _N_REJECTED = frozenset({400, 422})
 
@@ -275,8 +274,8 @@ class OpenAIScorer(Scorer):
         n_failed = sum(failed.values())
         total = self.stats.queries + n
         total_failed = self.stats.failed + n_failed
-        over_batch = n >= MIN_BUDGET_QUERIES and n_failed > budget * n
-        over_total = total >= MIN_BUDGET_QUERIES and total_failed > budget * total
+        over_batch = over_budget(n_failed, n, budget)
+        over_total = over_budget(total_failed, total, budget)
         if final or over_batch or over_total:
             self.stats.queries += done
             self.stats.failed += n_failed

@@ -20,8 +20,8 @@ from click.testing import CliRunner
 
 from cluster.cli import cli
 from cluster.control.assembly import AssemblyOptions, run_assembly
-from cluster.control.finetune import ControlError
 from cluster.control.steer import ControlOptions, run_control
+from cluster.errors import ControlError
 from cluster.pipeline.context import prepare
 from cluster.spec import RunSpec
 from elicit.outcomes import load_outcomes
