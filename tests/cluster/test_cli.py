@@ -35,6 +35,33 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert time.perf_counter() - start < 1.0
 
 
+def test_every_subcommand_help_is_fast_and_light():
+    """``--help`` of every command (and sub-command group) imports no engine, in one process."""
+    code = (
+        "import sys, time\n"
+        "from click.testing import CliRunner\n"
+        "from cluster.cli import cli\n"
+        "import click\n"
+        "def walk(group, path):\n"
+        "    for name, cmd in group.commands.items():\n"
+        "        yield [*path, name]\n"
+        "        if isinstance(cmd, click.Group):\n"
+        "            yield from walk(cmd, [*path, name])\n"
+        "runner = CliRunner(); slow = []; n = 0\n"
+        "for path in walk(cli, []):\n"
+        "    t = time.perf_counter(); r = runner.invoke(cli, [*path, '--help'])\n"
+        "    n += 1; assert r.exit_code == 0, (path, r.output)\n"
+        "    if time.perf_counter() - t > 1.0: slow.append(path)\n"
+        "heavy = [m for m in ('ray', 'torch', 'transformers', 'vllm') if m in sys.modules]\n"
+        "print('HELP', n, heavy, slow)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    line = [x for x in out.stdout.splitlines() if x.startswith("HELP")]
+    assert line, out.stderr
+    n, rest = line[0].split(" ", 2)[1:]
+    assert int(n) >= 20 and rest == "[] []", line[0]
+
+
 def test_our_errors_are_one_line_with_exit_1(tmp_path):
     proc = run_cli("outcomes", "show", str(tmp_path / "missing.yaml"))
     assert proc.returncode == 1
