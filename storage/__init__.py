@@ -1,6 +1,6 @@
 """Results storage: schemas, layout, atomic Parquet writing, manifests and the SQL catalog.
 
-``storage`` imports none of valuescope's other packages (DESIGN.md §1).
+``storage`` imports none of valuescope's other packages.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 from storage.errors import StorageError
 from storage.fs import Root, polars_s3_options
-from storage.layout import RunLayout, model_key
+from storage.layout import RunLayout, check_keys, model_key
 
 if TYPE_CHECKING:
     import polars as pl
 
-__all__ = ["Root", "RunLayout", "StorageError", "model_key", "scan"]
+__all__ = ["Root", "RunLayout", "StorageError", "check_keys", "model_key", "scan"]
 
 
 def scan(root: str | Root, table: str) -> pl.LazyFrame:

@@ -1,4 +1,4 @@
-"""Every file name and folder of a results root, in one place (DESIGN.md §2).
+"""Every file name and folder of a results root, in one place.
 
 ::
 

@@ -1,5 +1,5 @@
 """Versioned Arrow schemas: the contract between the stages that write results and the SQL,
-polars and analysis code that reads them (DESIGN.md §2).
+polars and analysis code that reads them.
 
 Tables may gain columns in a later version; the names and meanings of existing columns stay, so
 queries written against them keep working. Every file carries its table name and schema version

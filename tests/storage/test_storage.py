@@ -54,7 +54,7 @@ def test_schema_metadata_and_versions():
     schema = schema_for("comparisons")
     assert schema.metadata[b"valuescope.table"] == b"comparisons"
     assert schema.metadata[b"valuescope.schema_version"] == str(SCHEMA_VERSION).encode()
-    # The column contract of DESIGN.md §2.
+    # The column contract every reader relies on.
     assert schema.names[:4] == ["run_id", "model", "round", "shard"]
     for col in ("p_a", "p_b", "lp_a", "lp_b", "mass", "n_a", "n_b", "n_unparsed", "error"):
         assert col in schema.names
