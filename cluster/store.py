@@ -29,8 +29,7 @@ import pyarrow.parquet as pq
 
 from cluster.errors import ClusterError
 from storage import Root, RunLayout
-from storage.catalog import analysis_views, check_read_only, connect
-from storage.errors import StorageError
+from storage.catalog import analysis_views, connect, diagnose, run_query
 from storage.schemas import to_table
 from storage.writer import write_table
 
@@ -112,8 +111,10 @@ class RunStore:
     Use as a context manager (or call :meth:`close`); stores are cheap until the first read.
     """
 
-    def __init__(self, root: str | Root) -> None:
+    def __init__(self, root: str | Root, *, memory_limit: str | None = None) -> None:
         self.root = root if isinstance(root, Root) else Root(root)
+        self.memory_limit = memory_limit
+        """DuckDB memory cap of the connection (e.g. ``"2GB"``); None: DuckDB's default."""
         self._con: duckdb.DuckDBPyConnection | None = None
         self.opened = 0
         """How many times the catalog was opened (tests check it is reused)."""
@@ -124,7 +125,7 @@ class RunStore:
     def con(self) -> duckdb.DuckDBPyConnection:
         """The catalog connection, opened on first use and after :meth:`refresh`."""
         if self._con is None:
-            self._con = connect(self.root)
+            self._con = connect(self.root, memory_limit=self.memory_limit)
             self.opened += 1
         return self._con
 
@@ -143,26 +144,30 @@ class RunStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _arrow(self, sql: str, params: dict[str, Any] | None = None) -> pa.Table:
+        """Our own SQL; a damaged file found only now (object stores) is named in one line."""
+        import duckdb
+
+        try:
+            return self.con.sql(sql, params=params).to_arrow_table()
+        except duckdb.Error as exc:
+            raise diagnose(self.root, exc) from None
+
     def _rows(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.con.sql(sql, params=params).to_arrow_table().to_pylist()
+        rows: list[dict[str, Any]] = self._arrow(sql, params).to_pylist()
         return rows
 
     def _values(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
-        return [r[0] for r in self.con.execute(sql, params or {}).fetchall()]
+        table = self._arrow(sql, params)
+        return table.column(0).to_pylist() if table.num_columns else []
 
     def has_view(self, name: str) -> bool:
         return name in self._values("SELECT view_name FROM duckdb_views()")
 
-    def query(self, sql: str) -> pa.Table:
-        """A user's read-only SQL (refused if it would write, attach, load or copy out)."""
-        check_read_only(sql)
-        import duckdb
-
-        try:
-            relation = self.con.sql(sql)
-            return relation.to_arrow_table() if relation is not None else pa.table({})
-        except duckdb.Error as exc:
-            raise StorageError(f"SQL error: {exc}") from None
+    def query(self, sql: str, *, timeout_s: float | None = None) -> pa.Table:
+        """A user's read-only SQL (refused if it would write, attach, load or copy out), with an
+        optional statement timeout in seconds."""
+        return run_query(self.con, sql, root=self.root, timeout_s=timeout_s)
 
     # --- runs and outcomes ---------------------------------------------------------------------
 
@@ -201,9 +206,13 @@ class RunStore:
         """The outcome set of a stored run, from its ``outcomes`` table."""
         from elicit.outcomes import Outcome, OutcomeSet
 
-        rows = self.con.execute(
-            "SELECT outcome_id, text, attributes FROM outcomes WHERE run_id = $r", {"r": run_id}
-        ).fetchall()
+        rows = [
+            (r["outcome_id"], r["text"], r["attributes"])
+            for r in self._rows(
+                "SELECT outcome_id, text, attributes FROM outcomes WHERE run_id = $r",
+                {"r": run_id},
+            )
+        ]
         if not rows:
             raise ClusterError(f"run {run_id!r} has no outcomes table in {self.root.display()}")
         return OutcomeSet(
@@ -252,11 +261,11 @@ class RunStore:
     def oriented_rows(self, run_id: str, model: str | None = None) -> dict[str, np.ndarray]:
         """Per-row ``model``, ``p_a`` (P(first)), ``mass`` and ``error`` of a run (position bias
         and answer quality); null floats are NaN."""
-        t = self.con.sql(
+        t = self._arrow(
             "SELECT model, p_a, mass, error FROM comparisons WHERE run_id = $r "
             "AND ($m IS NULL OR model = $m)",
-            params={"r": run_id, "m": model},
-        ).to_arrow_table()
+            {"r": run_id, "m": model},
+        )
         return {name: _column(t, name) for name in t.column_names}
 
     def answer_stats(self, run_id: str, model: str) -> dict[str, Any]:
@@ -305,12 +314,12 @@ class RunStore:
                     f"run {run_id!r}, model {model!r} has no fit; `valuescope fit {run_id}` fits it"
                 )
             fit_id = fit["fit_id"]
-        rows = self.con.execute(
+        rows = self._rows(
             "SELECT outcome_id, mu FROM utilities WHERE run_id = $r AND model = $m "
             "AND fit_id = $f AND mu IS NOT NULL",
             {"r": run_id, "m": model, "f": fit_id},
-        ).fetchall()
-        return {str(o): float(mu) for o, mu in rows}
+        )
+        return {str(r["outcome_id"]): float(r["mu"]) for r in rows}
 
     def utility_rows(self, run_id: str, model: str, fit_id: str) -> list[dict[str, Any]]:
         """A fit's utilities with outcome text and (simulated runs) true utility, best first."""
