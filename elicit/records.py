@@ -1,4 +1,4 @@
-"""Scorer measurements → rows of the ``comparisons`` table (DESIGN.md §2)."""
+"""Scorer measurements → rows of the ``comparisons`` table (docs/architecture.md, "Where each table comes from")."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ practice.
 
 Acquisition functions:
 
-- :func:`reference_acquire` — the original procedure (METHODS.md): the intersection of the
+- :func:`reference_acquire` — the original procedure (docs/methods.md, "Active learning"): the intersection of the
   bottom P % of |μᵢ − μⱼ| and the bottom Q % of combined degree among candidates, widened ×1.5 up
   to 5 times, a random subset of it if larger than needed, then random fill. "Bottom P %" is by
   rank (ties broken at random), so integer degrees do not inflate the set. Variances are unused.

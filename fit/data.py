@@ -1,6 +1,6 @@
 """Comparison rows → sufficient statistics, in DuckDB. The one place the aggregation SQL lives.
 
-The input is any DuckDB relation with the ``comparisons`` columns of DESIGN.md §2 (a catalog
+The input is any DuckDB relation with the ``comparisons`` columns of docs/architecture.md, "Where each table comes from" (a catalog
 view over Parquet parts, a registered Arrow table, a temporary table). Rows count when
 ``error IS NULL`` and ``p_a`` is a number; rows comparing an outcome with itself carry no
 information and are dropped. Each remaining row is one observation with soft label ``p_a`` =

@@ -1,7 +1,7 @@
 """How well a fit explains data: accuracy, log-loss, calibration, order consistency, bootstrap
 intervals for utilities, and the held-out pair set.
 
-Conventions (METHODS.md, "Thurstonian utilities"):
+Conventions (docs/methods.md, "Utility models" and "Metrics of a fit"):
 
 - Accuracy thresholds both the prediction and the label at 0.5: a pair counts as correct when
   the model's P(i ≻ j) and the observed mean label fall on the same side of 0.5. Pairs whose

@@ -1,5 +1,5 @@
 """Coherence analyses: transitivity, completeness, expected utility, instrumental values and
-utility maximisation (METHODS.md, Analyses table).
+utility maximisation (docs/methods.md, "The analyses").
 
 Each function takes an analysis :class:`~cluster.experiments.common.Context`, asks what it needs
 in derived runs (or reads a stored run), calls the pure function in ``fit.analyses`` on values

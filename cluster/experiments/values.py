@@ -1,5 +1,5 @@
 """What a model values: exchange rates, political values, time discounting, power-seeking and
-corrigibility (METHODS.md, Analyses table).
+corrigibility (docs/methods.md, "The analyses").
 
 Each function asks its generated outcome set in derived runs (``cluster.experiments.common``),
 reads utilities or pairwise probabilities back with SQL, calls the pure function in

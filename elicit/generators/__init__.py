@@ -1,4 +1,4 @@
-"""Outcome sets built for particular analyses (DESIGN.md §7).
+"""Outcome sets built for particular analyses (docs/methods.md, "The analyses").
 
 Some are generated from parameters or from another set (lotteries over base outcomes, exchange
 ladders "N units of X", money-now-versus-later pairs, preference reversals built from a model's

@@ -6,7 +6,7 @@ a million prompts costs a few arrays to ship; the scorer renders text only when 
 needs it. Results are columnar (one numpy array per measurement column) so nothing loops over
 rows in Python on the fast path.
 
-Three kinds of failure (STYLE.md): a bad answer or failed request is a row with ``error`` set;
+Three kinds of failure (docs/architecture.md, "The fault model"): a bad answer or failed request is a row with ``error`` set;
 a transient fault is retried inside the scorer; an engine that cannot work raises
 :class:`elicit.errors.ScorerError`.
 """

@@ -1,4 +1,4 @@
-"""The experiments run on fitted utilities, one module per analysis (DESIGN.md §7).
+"""The experiments run on fitted utilities, one module per analysis (docs/methods.md, "The analyses").
 
 Each module is pure computation over plain arrays and mappings (utilities by outcome id,
 pairwise probabilities, outcome attributes) and returns a frozen result dataclass; each has a
