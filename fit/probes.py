@@ -19,6 +19,12 @@ Features are standardised with the mean and sd of the training fold's outcomes o
 probes are solved in the span of the training outcomes' vectors (exact for L2-penalised linear
 models: the optimal weights lie in that span), so their cost grows with the number of outcomes,
 not with the hidden size.
+
+Why this module is not in ``fit/analyses/``: the analyses there are the paper's experiments, each
+a statistic of fitted utilities (or pair probabilities) run by ``valuescope analyze``; probes
+take a second kind of input, the model's hidden-state vectors, have their own command
+(``valuescope probe``, ``cluster/control/probe.py``) and cache, and are not part of ``analyze
+all``. They share the analyses' figure helpers only.
 """
 
 from __future__ import annotations

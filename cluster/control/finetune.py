@@ -36,6 +36,7 @@ import numpy as np
 
 from cluster.errors import ControlError
 from cluster.execution.progress import Progress, Style
+from elicit.padding import left_pad
 
 if TYPE_CHECKING:
     from elicit.scorers.hf import HFScorer
@@ -138,20 +139,6 @@ def soft_label_loss(logits: Any, letter_ids: dict[str, tuple[int, ...]], target_
     log_q, log_not_q = lp_a - norm, lp_b - norm
     t = target_a.to(log_q.dtype)
     return -(t * log_q + (1.0 - t) * log_not_q).mean()
-
-
-def _pad(token_ids: list[list[int]], pad_id: int, device: str) -> tuple[Any, Any, Any]:
-    """Left-padded ids, attention mask and position ids (as the hf scorer builds them)."""
-    import torch
-
-    width = max(len(seq) for seq in token_ids)
-    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(token_ids), width), dtype=torch.long)
-    for k, seq in enumerate(token_ids):
-        ids[k, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
-        mask[k, width - len(seq) :] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), positions.to(device)
 
 
 def _blocks(lm: Any) -> Any:
@@ -286,7 +273,7 @@ def finetune(
         for _epoch in range(settings.epochs):
             losses = []
             for rows in _batches(pair_key, settings.batch_size, rng):
-                ids, mask, positions = _pad(
+                ids, mask, positions = left_pad(
                     [encoded.token_ids[int(r)] for r in rows], scorer.pad_id, scorer.device
                 )
                 logits = _forward_logits(lm, ids, mask, positions, keep_arg)
