@@ -1,6 +1,6 @@
 """``valuescope assembly``: target preferences from a simulated citizen assembly.
 
-A panel of personas is drawn from the panel file (:mod:`elicit.assembly`); the run's model is
+A panel of personas is drawn from the panel file (:mod:`elicit.panel`); the run's model is
 asked every pair of the run's outcomes (or a sparse connected design) once per persona, in a
 derived run ``<run>-assembly-<persona>-<hash>`` whose system message speaks in that persona's
 voice (wording, chat formatting and both option orders are the run's own, and a rerun resumes).
@@ -122,9 +122,9 @@ def run_assembly(
 
     Raises:
         AnalysisError: unknown run or model, fewer than 2 outcomes.
-        elicit.assembly.AssemblyError: a bad panel file or persona count.
+        elicit.panel.AssemblyError: a bad panel file or persona count.
     """
-    from elicit.assembly import load_panel, persona_model, sample_personas
+    from elicit.panel import load_panel, persona_model, sample_personas
     from fit.analyses.control import aggregate_panel, fit_target, lean, lean_axis
 
     base = base_from_run(root, run_id)

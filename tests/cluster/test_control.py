@@ -1,7 +1,7 @@
 """`valuescope assembly` and `valuescope control` on small real runs.
 
 The assembly is exercised on a simulated agent (whose panel members differ by their politics, see
-``elicit.assembly.persona_model``) and, in a slow test, on the packaged SmolLM2. Control
+``elicit.panel.persona_model``) and, in a slow test, on the packaged SmolLM2. Control
 fine-tunes the real SmolLM2-135M on CPU for a few steps; refusals and bad targets are checked
 before any model is loaded.
 """

@@ -1,4 +1,4 @@
-"""A simulated citizen assembly: a panel of personas drawn from a distribution of demographic
+"""The panel of a simulated citizen assembly: personas drawn from a distribution of demographic
 attributes, each asked the usual forced-choice questions in their own voice.
 
 The panel file (package data ``elicit/data/assembly.yaml``, or any file of the same shape) gives,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from elicit.assembly import AssemblyError, load_panel, persona_model, sample_personas
+from elicit.panel import AssemblyError, load_panel, persona_model, sample_personas
 from elicit.config import ModelConfig
 from elicit.scorers.simulated import true_utilities
 
