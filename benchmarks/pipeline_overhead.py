@@ -1,11 +1,14 @@
 """Benchmark: pipeline overhead of the elicitation engine.
 
-The simulated scorer (microseconds per prompt) answers a full graph of N outcomes
+The index-reading simulated agent (``simulated-fast``, microseconds per prompt) answers a full graph of N outcomes
 (N·(N−1) oriented prompts; N=1001 gives 1,001,000) through local Ray replicas into Parquet
 parts, so the figure measures valuescope's own driver, actors and writer — what must never
 limit a fleet of GPUs.
 
     python benchmarks/pipeline_overhead.py --outcomes 1001 --shard-size 20000 --replicas 2
+
+``--model simulated`` runs the prompt-reading agent instead (it renders and reads every prompt,
+as a model would be sent it), to show what the text path costs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ def main() -> None:
     parser.add_argument("--outcomes", type=int, default=1001)
     parser.add_argument("--shard-size", type=int, nargs="+", default=[20000])
     parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument(
+        "--model", default="simulated-fast", choices=["simulated-fast", "simulated"]
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="vs-pipeline-"))
@@ -51,7 +57,7 @@ def main() -> None:
                 "name": "bench",
                 "root": str(root),
                 "outcomes": [str(outcomes)],
-                "models": [{"name": "simulated", "replicas": args.replicas}],
+                "models": [{"name": args.model, "replicas": args.replicas}],
                 "design": {"kind": "full"},
                 "execution": {
                     "shard_size": shard_size,
@@ -71,7 +77,7 @@ def main() -> None:
             f"(rounds {in_rounds:.2f} s) -> {rows / wall:,.0f} prompts/s end to end, "
             f"{written / in_rounds:,.0f} prompts/s in the rounds; "
             f"{sum(r.shards_total for r in rounds)} shards in {len(rounds)} rounds, "
-            f"{args.replicas} replicas"
+            f"{args.replicas} replicas, {args.model}"
         )
 
 
