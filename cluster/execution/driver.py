@@ -158,17 +158,16 @@ class ReplicaPool:
 
 #: Environment the driver passes on to its replicas: the fault-injection testing hook, and, for
 #: an ``s3://`` root, the storage settings the driver checked the root with, so replicas write
-#: where the driver can read (nodes without their own credentials included). Values are never
-#: logged; they travel in the actors' runtime_env like any other Ray job setting.
+#: where the driver can read. Never a credential: Ray writes a runtime_env, values included,
+#: into its session logs (``runtime_env_agent.log``, world-readable). Replicas of a private
+#: local Ray inherit the driver's environment (its raylet is started from this process); on a
+#: cluster they read credentials from the nodes' own environment (the pods' Secret).
 FORWARDED_ENV = ("VALUESCOPE_FAULTS",)
 FORWARDED_S3_ENV = (
     "VALUESCOPE_S3_ENDPOINT",
     "AWS_ENDPOINT_URL",
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
     "AWS_EC2_METADATA_DISABLED",
 )
 
