@@ -1,5 +1,6 @@
-"""Layer choice and model checks of the hidden-state extraction (no model is loaded here; the
-extraction itself runs on the packaged SmolLM2 in tests/cluster/test_probe.py)."""
+"""Hidden-state extraction: layer choice, model checks, and the extracted vectors themselves
+against the packaged SmolLM2's own hidden states (the probe pipeline around it runs in
+tests/cluster/test_probe.py)."""
 
 from __future__ import annotations
 
