@@ -320,3 +320,25 @@ def test_left_pad_matches_one_prompt_at_a_time(scorer: HFScorer) -> None:
         np.testing.assert_allclose(batch[row], alone, atol=2e-3)
     with pytest.raises(ValueError, match="non-empty"):
         left_pad_arrays([[1, 2], []], pad_id=0)
+
+
+def test_gpu_benchmark_script_runs_tiny_on_cpu() -> None:
+    """benchmarks/gpu_hf.py, prepared for a lent GPU, runs end to end with --tiny on the CPU:
+    both shapes, every batch size, and the fit."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_hf.py"
+    args = ["--tiny", "--prompts", "12", "--batch-sizes", "4,16", "--fit-outcomes", "60"]
+    done = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert sum("-shaped Llama, random weights" in line for line in lines) == 2
+    rates = [line.split() for line in lines if re.match(r"^\s+(4|16)\s+\d", line)]
+    assert len(rates) == 4 and all(float(r[2]) > 0 for r in rates)
+    fit = next(line for line in lines if line.startswith("fit, 60 outcomes"))
+    assert float(re.search(r"r between them ([\d.]+)", fit).group(1)) > 0.99  # type: ignore[union-attr]
