@@ -1,19 +1,20 @@
 """How the simulated agent reads a rendered prompt.
 
-The agent is handed the text a model would get and must find out from that text alone what it
-is being asked: which outcome stands under the letter A and which under B, which personas the
+The agent is handed the text a model would get and must find out from that text what it is
+being asked: which outcome stands under the letter A and which under B, which personas the
 system message speaks in, whether a framing phrase is present, and what the wording around the
 options is. Nothing here looks at the query's orientation; a renderer that shows both
 orientations in one order, labels the options with swapped letters, or drops the system message
 therefore changes the agent's answers, as it would change a real model's.
 
-Reading the options: each option text is located in the prompt (the longer first, so an option
-that is a substring of the other is not found inside it), and its letter is the last
-free-standing ``A`` or ``B`` in the few characters before it (``Option A:``, ``A:``, ``(A)``),
-looking no further back than the end of the earlier option. An option with no letter before it
-takes the letter the other option did not; with no letters at all, the option shown first is A.
-Two options under one letter, or an option missing from the prompt, make the prompt unreadable
-(an error row, as a real scorer writes for a prompt it cannot run).
+Reading the options: the agent knows which two outcomes a query is about (their texts, as a
+real model's scorer does) but not their order. Each option text is located in the prompt (the
+longer first, so an option that is a substring of the other is not found inside it), and its
+letter is the last free-standing ``A`` or ``B`` in the few characters before it (``Option A:``,
+``A:``, ``(A)``), looking no further back than the end of the earlier option. An option with no
+letter before it takes the letter the other option did not; with no letters at all, the option
+shown first is A. Two options under one letter, or an option missing from the prompt, make the
+prompt unreadable (an error row, as a real scorer writes for a prompt it cannot run).
 """
 
 from __future__ import annotations

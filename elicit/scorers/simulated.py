@@ -17,8 +17,8 @@ Two agents implement this:
 
 - :class:`SimulatedScorer` (model name ``simulated``) renders every query into the text a model
   would be sent (system message, persona, wording, options; a plain chat transcript, or the base
-  text for ``prompt.format: base``) and decides from that text alone (:mod:`.reader`): which
-  outcome stands under A and which under B, which personas speak (``persona_offsets``), whether
+  text for ``prompt.format: base``) and decides from that text (:mod:`.reader`): it looks for
+  the query's two outcome texts and reads which one stands under A and which under B, which personas speak (``persona_offsets``), whether
   the framing phrase is there (``framing_phrase``, ``framing_factor``) and which wording it is
   (``template_sensitivity``). In sampling modes it writes completions that go through the same
   parser as a real model's. A bug in what is asked therefore shows in its answers.
