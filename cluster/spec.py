@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -149,6 +150,13 @@ class RunSpec(_Spec):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique within a run; repeated: {dupes}")
+        from storage.errors import StorageError
+        from storage.layout import check_keys
+
+        try:  # two names that would share one folder (``"sim a"``/``"sim_a"``, ``"a/b"``/``"a--b"``)
+            check_keys(names, "model")
+        except StorageError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
     def content(self) -> dict[str, Any]:
@@ -171,6 +179,9 @@ class RunSpec(_Spec):
         from storage.manifest import spec_hash
 
         return f"{self.name}-{spec_hash(self.content())[:8]}"
+
+
+_USERINFO = re.compile(r"//[^/@\s\"]*@")
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
@@ -207,11 +218,13 @@ def format_validation_error(
         line = _line_of(node, loc)
         where = f"{source}:{line}" if line else source
         value = err.get("input")
-        shown = json.dumps(value, default=str)
+        shown = _USERINFO.sub("//***@", json.dumps(value, default=str))  # never echo a password
         if len(shown) > 80:
             shown = shown[:77] + "..."
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
+        if not loc:  # a rule across fields: the input is the whole spec, not worth echoing
+            lines.append(f"{where}: {msg}")
+        elif err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; `valuescope validate --schema` lists fields)"
             lines.append(f"{where}: {path}: {msg}")
         else:
@@ -231,23 +244,53 @@ def parse_spec(data: Any, source: str = "<spec>", node: yaml.Node | None = None)
         raise SpecError(f"invalid spec: {format_validation_error(exc, source, node)}") from None
 
 
-def load_spec(path: str | Path) -> RunSpec:
-    """Read and validate a YAML spec file."""
+def read_spec_file(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """Parse a spec file into its mapping and YAML node; every failure is one line.
+
+    An empty file (or one of comments only) is refused: it would otherwise run every default,
+    the whole quickstart, into ``./results``. A file that is not UTF-8 is named with the line
+    and column of its first bad byte; a YAML error with its ``file:line:column``.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"spec file {str(path)!r} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"spec file {str(path)!r}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"spec file {str(path)!r}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise SpecError(
+            f"spec file {path}:{line}:{col}: not UTF-8 (byte 0x{raw[exc.start]:02x}); save the "
+            "file as UTF-8"
+        ) from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"spec file {str(path)}{where}: not valid YAML: {problem}") from None
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        detail = f"{problem} ({context})" if context else problem
+        raise SpecError(f"spec file {path}{where}: not valid YAML: {detail}") from None
+    if data is None:
+        raise SpecError(
+            f"spec file {path} is empty; write the fields of a run (at least models and "
+            "outcomes; `valuescope validate --schema` lists them), or run `valuescope run` "
+            "without a file for the quickstart"
+        )
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a spec must be a mapping of fields, got {type(data).__name__}")
+    return data, node
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read and validate a YAML spec file."""
+    data, node = read_spec_file(path)
     return parse_spec(data, str(path), node)
 
 

@@ -140,10 +140,12 @@ class ModelConfig(_Config):
     """Tensor-parallel size inside one replica (vllm)."""
 
     replicas: int | Literal["auto"] = 1
-    """Number of replicas; `auto` = as many as the cluster's resources fit."""
+    """Number of replicas (at least 1); `auto` = as many as the cluster's resources fit."""
 
     base_url: str | None = None
-    """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (openai scorer)."""
+    """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 (openai scorer). No
+    `user:password@` in it: a URL is shown and stored (manifest, `runs.spec`), so credentials
+    go in the variable named by `api_key_env`."""
 
     api_key_env: str | None = None
     """Name of the environment variable that holds the API key; the key itself is never
@@ -224,6 +226,35 @@ class ModelConfig(_Config):
 
         for key in value:
             persona_phrase(key)  # raises ValueError naming the key
+        return value
+
+    @field_validator("replicas")
+    @classmethod
+    def _some_replicas(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= 10_000:
+            raise ValueError("give a whole number of replicas from 1 to 10000, or `auto`")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _plain_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018  (raises on a port that is not a number)
+        except ValueError:
+            raise ValueError("not a URL; write e.g. http://127.0.0.1:8000/v1") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("write an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
+        if "@" in parts.netloc:
+            # refused rather than redacted: the URL is stored in the manifest and runs.spec
+            raise ValueError(
+                "credentials in the URL (user:password@) are refused, because the URL is stored "
+                "and shown; put the key in an environment variable and name it in api_key_env"
+            )
         return value
 
     @model_validator(mode="after")

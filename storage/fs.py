@@ -210,6 +210,11 @@ class Root:
                     f"results root {self.uri!r} does not exist; run something first "
                     "(e.g. `valuescope run`) or pass --root"
                 )
+            if self.fs.get_file_info(self.base).type != pafs.FileType.Directory:
+                raise RootUnreachableError(
+                    f"results root {self.uri!r} is a file, not a folder; pass the folder that "
+                    "holds the results with --root"
+                )
             return
         bucket = self.base.split("/", 1)[0]
         try:

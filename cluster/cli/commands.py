@@ -61,7 +61,7 @@ def validate(spec: str | None, schema: bool) -> None:
 
 
 @cli.command()
-@spec_options
+@spec_options(check="models")
 def run(spec: Any) -> None:
     """Elicit, fit and rank: the whole pipeline for every model of a spec.
 
@@ -125,7 +125,7 @@ def show(run_id: str, root: str, rows: int) -> None:
 
 
 @cli.command("elicit")
-@spec_options
+@spec_options(check="models")
 def elicit_command(spec: Any) -> None:
     """Ask a model every pair of a design (`full` graph or a `pairs` file) and store the answers.
 
@@ -148,8 +148,10 @@ def elicit_command(spec: Any) -> None:
 
 
 @cli.command()
-@spec_options
-@click.option("-n", "count", default=5, show_default=True, help="Pairs to show.")
+@spec_options(check="inputs")
+@click.option(
+    "-n", "count", default=5, show_default=True, type=click.IntRange(min=1), help="Pairs to show."
+)
 def preview(spec: Any, count: int) -> None:
     """Print rendered prompts (both orientations) without loading a model."""
     from cluster.pipeline.preview import preview as run_preview
@@ -176,7 +178,16 @@ def preview(spec: Any, count: int) -> None:
     help="Output format; parquet writes binary to standard output.",
 )
 @click.option("--limit", default=200, show_default=True, help="Rows shown in table format.")
-def sql(query: str, root: str, fmt: str, limit: int) -> None:
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop the query after this many seconds.",
+)
+@click.option("--memory-limit", help="Stop the query past this much memory (e.g. 2GB).")
+def sql(
+    query: str, root: str, fmt: str, limit: int, timeout_s: float | None, memory_limit: str | None
+) -> None:
     """Run a read-only SQL query over a results root.
 
     Views: comparisons, utilities, fits, outcomes, runs. Example:
@@ -185,8 +196,8 @@ def sql(query: str, root: str, fmt: str, limit: int) -> None:
     """
     from cluster.store import RunStore
 
-    with RunStore(root) as store:
-        table = store.query(query)
+    with RunStore(root, memory_limit=memory_limit) as store:
+        table = store.query(query, timeout_s=timeout_s)
     if fmt == "table":
         echo_table(table, limit=limit)
     elif fmt == "csv":
@@ -294,6 +305,11 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like our own errors; --help has the usage
+        command = exc.ctx.command_path if exc.ctx is not None else "valuescope"
+        message = " ".join(exc.format_message().split())
+        click.echo(f"{command}: error: {message} (see `{command} --help`)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

@@ -41,8 +41,8 @@ def _job_env_options(func: Any) -> Any:
         "secret_env",
         multiple=True,
         metavar="NAME",
-        help="Forward this variable's value from your environment to the job (repeatable); "
-        "the value is never printed or stored in the spec.",
+        help="The job needs this variable from the cluster's environment (repeatable); only "
+        "the name is sent, and the job stops at once if the cluster does not set it.",
     )(func)
 
 
@@ -257,9 +257,10 @@ def register(cli: click.Group) -> None:
         rerunning resumes (finished models are skipped). At the end: a table per model and
         the similarity of their utilities, also in SQL as `sweeps` and `sweep_similarity`.
         """
-        from cluster.jobs.ray_jobs import submit_sweep
+        from cluster.jobs.ray_jobs import check_secret_env, submit_sweep
         from cluster.jobs.sweep import load_sweep, resolve_model, run_sweep
 
+        check_secret_env()  # inside a job: the secrets it was submitted with are on the cluster
         spec = load_sweep(sweep_file)
         if plan:
             for m in spec.models:

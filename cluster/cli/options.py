@@ -5,15 +5,23 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import click
 
-from cluster.errors import SpecError
 
+def spec_options(
+    func: Callable[..., Any] | None = None, *, check: Literal["inputs", "models"] | None = None
+) -> Any:
+    """Add ``[SPEC]`` and the override flags to a command; passes ``spec`` (a RunSpec).
 
-def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add ``[SPEC]`` and the override flags to a command; passes ``spec`` (a RunSpec)."""
+    ``check``: before the command starts, load the inputs the spec names (``"inputs"``:
+    outcome and pairs files) and also find every model (``"models"``), so a bad one is a
+    one-line error before anything is printed, started or written
+    (:func:`cluster.pipeline.preflight.preflight`).
+    """
+    if func is None:
+        return functools.partial(spec_options, check=check)
 
     @click.argument("spec_file", metavar="[SPEC]", required=False, type=click.Path(dir_okay=False))
     @click.option(
@@ -51,6 +59,13 @@ def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(spec_file: str | None, **kwargs: Any) -> Any:
         flags = {k: kwargs.pop(k) for k in list(kwargs) if k in _FLAGS}
         spec = build_spec(spec_file, **flags)
+        if check is not None:
+            from cluster.jobs.ray_jobs import check_secret_env
+
+            check_secret_env()  # inside a job: the secrets it was submitted with are here
+            from cluster.pipeline.preflight import preflight
+
+            preflight(spec, models=check == "models")
         return func(spec=spec, **kwargs)
 
     return wrapper
@@ -77,23 +92,14 @@ _FLAGS = {
 
 def build_spec(spec_file: str | None, **flags: Any) -> Any:
     """A RunSpec from an optional file plus flag overrides (validated as a whole)."""
-    import yaml
-
-    from cluster.spec import parse_spec
+    from cluster.spec import parse_spec, read_spec_file
 
     data: dict[str, Any] = {}
     source = "<flags>"
+    node: Any = None
     if spec_file:
-        try:
-            with open(spec_file, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except FileNotFoundError:
-            raise SpecError(f"spec file {spec_file!r} not found") from None
-        except yaml.YAMLError as exc:
-            raise SpecError(f"spec file {spec_file!r}: not valid YAML: {exc}") from None
+        data, node = read_spec_file(spec_file)
         source = spec_file
-        if not isinstance(data, dict):
-            raise SpecError(f"{spec_file}: a spec must be a mapping of fields")
     if flags.get("models"):
         data["models"] = [{"name": m} for m in flags["models"]]
     model_overrides = {
@@ -127,10 +133,6 @@ def build_spec(spec_file: str | None, **flags: Any) -> Any:
     for key in ("root", "run_id", "name"):
         if flags.get(key) is not None:
             data[key] = flags[key]
-    if spec_file:
-        # Re-validate with line numbers when the file alone is at fault.
-        from cluster.spec import load_spec
-
-        if not any(v for v in flags.values()):
-            return load_spec(spec_file)
+    if spec_file and not any(v for v in flags.values()):
+        return parse_spec(data, source, node)  # the file alone: errors carry its line numbers
     return parse_spec(data, source)

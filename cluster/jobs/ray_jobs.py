@@ -11,11 +11,12 @@ id. A run whose last submission failed, was stopped or finished can be submitted
 new submission is ``<run id>-attempt<N>`` and resumes from the results root (finished shards are
 skipped). A run with a submission still pending or running is refused.
 
-Secrets are passed by name: ``--secret-env OPENAI_API_KEY`` copies that variable's value from
-the submitter's environment into the job's ``runtime_env``. Values are never printed, logged or
-written to the spec or manifest (a spec names variables, e.g. ``api_key_env``). The job server
-stores the runtime_env with the job, readable by whoever can reach the dashboard (who can run
-code on the cluster anyway); on Kubernetes prefer the pods' Secret.
+Secrets are named, never sent: ``--secret-env OPENAI_API_KEY`` tells the job it needs that
+variable, and the job reads it from the cluster's own environment (on Kubernetes the pods'
+Secret; on a ``ray start`` cluster the environment ``ray start`` ran in). Only the name travels
+(``VALUESCOPE_SECRET_ENV``); the job stops at once, in one line, when a named variable is not
+set on the cluster. Values are never put in the job's ``runtime_env``: Ray writes a runtime_env,
+values included, into its session logs and keeps it in the job table the dashboard serves.
 
 Authentication. Ray ≥ 2.52 clusters may require a token (``RAY_AUTH_MODE=token`` on the head).
 The client follows the same variables: ``RAY_AUTH_MODE=disabled`` sends nothing; otherwise the
@@ -243,27 +244,49 @@ def stage_inputs(data: dict[str, Any], workdir: Path) -> dict[str, Any]:
     return data
 
 
+#: Names of the variables a job needs from the cluster's environment (comma-separated).
+SECRET_ENV_VAR = "VALUESCOPE_SECRET_ENV"
+
+
 def job_env(secret_env: Sequence[str] = (), env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The job's environment: plain ``env`` plus secrets copied by name from this process."""
+    """The job's environment: plain ``env``, plus the *names* of the secrets it needs.
+
+    Secret values stay where they are: the job reads them from the cluster's environment
+    (see :func:`check_secret_env`).
+    """
     out = {"PYTHONUNBUFFERED": "1"}
     for key, value in (env or {}).items():
         if not _ENV_NAME.match(key):
             raise JobError(f"--env {key!r}: not a valid variable name")
         out[key] = value
-    missing = []
     for name in secret_env:
         if not _ENV_NAME.match(name):
             raise JobError(f"--secret-env {name!r}: give a variable name, not a value")
-        if name not in os.environ:
-            missing.append(name)
-        else:
-            out[name] = os.environ[name]
+        if name in out:
+            raise JobError(
+                f"--secret-env {name}: also given with --env; a secret is read from the "
+                "cluster's environment, never sent with the job"
+            )
+    if secret_env:
+        out[SECRET_ENV_VAR] = ",".join(dict.fromkeys(secret_env))
+    return out
+
+
+def check_secret_env(environ: Mapping[str, str] | None = None) -> None:
+    """Inside a job: every variable named with ``--secret-env`` must be set on the cluster.
+
+    Raises:
+        JobError: one line naming the missing variables and where to set them.
+    """
+    environ = os.environ if environ is None else environ
+    names = [n for n in environ.get(SECRET_ENV_VAR, "").split(",") if n]
+    missing = [n for n in names if not environ.get(n)]
     if missing:
         raise JobError(
-            f"--secret-env {', '.join(missing)}: not set in this environment; export it first "
-            "(the value is forwarded to the job, never printed or stored in the spec)"
+            f"--secret-env {', '.join(missing)}: not set in the cluster's environment; secrets "
+            "are read there, never sent with the job (on Kubernetes add them to the pods' "
+            "Secret; on a `ray start` cluster export them before `ray start`)"
         )
-    return out
 
 
 # --- submissions ------------------------------------------------------------------------------
@@ -399,8 +422,8 @@ def submit(
     for model in spec.models:
         if model.api_key_env and model.api_key_env not in secret_env:
             logger.warning(
-                "model %s reads its key from $%s: it must be set on the cluster, or pass "
-                "--secret-env %s",
+                "model %s reads its key from $%s: it must be set in the cluster's environment "
+                "(pass --secret-env %s to have the job check it at start)",
                 model.name,
                 model.api_key_env,
                 model.api_key_env,

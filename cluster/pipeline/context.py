@@ -19,7 +19,7 @@ from cluster.spec import RunSpec
 from cluster.store import RunStore
 from elicit.config import ModelConfig
 from elicit.design import OrientedPrompts
-from elicit.outcomes import OutcomeSet, combine, load_outcomes
+from elicit.outcomes import OutcomeSet
 from elicit.prompts import PromptTemplate
 from storage import Root, RunLayout
 from storage.manifest import Manifest, new_manifest, read_manifest, write_manifest
@@ -70,7 +70,9 @@ def prepare(spec: RunSpec) -> RunContext:
     Reopening a run whose stored spec differs in content is refused: results of two different
     specs must not mix under one run id.
     """
-    outcomes = combine([load_outcomes(s) for s in spec.outcomes])
+    from cluster.pipeline.preflight import preflight
+
+    outcomes = preflight(spec)  # inputs and models checked before anything is written
     template = PromptTemplate.from_config(spec.prompt, spec.mode.kind)
     run_id = spec.resolved_run_id()
     root = Root(spec.root)

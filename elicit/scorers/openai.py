@@ -69,6 +69,7 @@ from elicit.scorers.openai_wire import (
     read_key,
     retry_after_s,
     safe_url,
+    scrub,
     short,
     top_logprobs,
 )
@@ -519,4 +520,4 @@ class OpenAIScorer(Scorer):
     def _redact(self, text: str) -> str:
         if self._key and self._key.reveal() in text:
             text = text.replace(self._key.reveal(), "***")
-        return text
+        return scrub(text)

@@ -181,6 +181,26 @@ def short(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+_CREDENTIALS = re.compile(
+    r"(?i)(?P<head>\b(?:authorization|proxy-authorization|x-api-key|api[-_ ]?key|access[-_ ]?token"
+    r"|password|secret)\b[\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic)\s+)?)[^\s\"',;]+"
+    r"|(?P<scheme>\b(?-i:Bearer|Basic)\s+)(?=[A-Za-z0-9._~+/=-]*[0-9+/=])[A-Za-z0-9._~+/=-]{8,}"
+    r"|\bsk-[A-Za-z0-9_-]{6,}"
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with anything shaped like a credential replaced by ``***``: header values
+    (``Authorization: Bearer …``, ``x-api-key: …``), ``Basic``/``Bearer`` tokens, ``api_key=…``,
+    ``sk-…`` keys and URL userinfo. Servers echo such things back in error messages."""
+    text = _USERINFO.sub("//***@", text)
+
+    def _mask(m: re.Match[str]) -> str:
+        return (m.group("head") or m.group("scheme") or "") + "***"
+
+    return _CREDENTIALS.sub(_mask, text)
+
+
 def safe_url(url: str) -> str:
     """The URL without user:password@ (shown in reprs, logs and errors)."""
     return _USERINFO.sub("//", url)

@@ -39,6 +39,9 @@ class Head:
     env: dict[str, str]
     pid: int
     token: str
+    temp_dir: str
+    secret: str
+    """Value of ``VS_HEAD_SECRET``, set in the head's own environment (never the client's)."""
 
 
 def free_ports(n: int) -> list[int]:
@@ -77,6 +80,7 @@ def head():
     """A Ray head with dashboard and job server on 127.0.0.1, token auth on (module scope)."""
     gcs, dash, client, agent_http, agent_grpc, runtime_env, metrics = free_ports(7)
     token = secrets.token_hex(16)
+    head_secret = "sk-head-" + secrets.token_hex(12)
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the job runs `valuescope`
@@ -98,7 +102,11 @@ def head():
         "--disable-usage-stats",
     ]  # fmt: skip
     proc = subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        cmd,
+        env={**env, "VS_HEAD_SECRET": head_secret},  # the cluster's own secret (a k8s Secret)
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     address = f"http://127.0.0.1:{dash}"
     deadline = time.time() + 90
@@ -114,7 +122,7 @@ def head():
             "HF_HUB_OFFLINE": "1",
             "VALUESCOPE_PLACEMENT_TIMEOUT_S": "60",
         }
-        yield Head(address, client_env, proc.pid, token)
+        yield Head(address, client_env, proc.pid, token, temp_dir, head_secret)
     finally:
         children = _descendants(proc.pid)
         if proc.poll() is None:
@@ -194,16 +202,21 @@ def test_staging_keeps_relative_paths_and_pins_the_cluster(tmp_path, monkeypatch
     assert data["execution"]["ray_address"] == "auto"
 
 
-def test_secret_env_is_by_name_and_never_echoed(monkeypatch):
+def test_secret_env_sends_the_name_never_the_value(monkeypatch):
     monkeypatch.setenv("VS_SECRET", "hunter2")
-    env = jobs.job_env(["VS_SECRET"], {"PLAIN": "1"})
-    assert env["VS_SECRET"] == "hunter2" and env["PLAIN"] == "1"
-    monkeypatch.delenv("VS_SECRET")
-    with pytest.raises(jobs.JobError, match="VS_SECRET: not set") as info:
-        jobs.job_env(["VS_SECRET"])
+    env = jobs.job_env(["VS_SECRET", "VS_OTHER", "VS_SECRET"], {"PLAIN": "1"})
+    assert env == {"PYTHONUNBUFFERED": "1", "PLAIN": "1", jobs.SECRET_ENV_VAR: "VS_SECRET,VS_OTHER"}
+    assert "hunter2" not in str(env)
     with pytest.raises(jobs.JobError, match="give a variable name"):
         jobs.job_env(["A=b"])
-    assert "hunter2" not in str(info.value)
+    with pytest.raises(jobs.JobError, match="never sent"):
+        jobs.job_env(["VS_SECRET"], {"VS_SECRET": "x"})
+    # inside the job: the named variables must come from the cluster's environment
+    jobs.check_secret_env({jobs.SECRET_ENV_VAR: "VS_SECRET", "VS_SECRET": "on-the-cluster"})
+    jobs.check_secret_env({})
+    with pytest.raises(jobs.JobError, match="VS_OTHER: not set in the cluster") as info:
+        jobs.check_secret_env({jobs.SECRET_ENV_VAR: "VS_SECRET,VS_OTHER", "VS_SECRET": "hunter2"})
+    assert "hunter2" not in str(info.value) and "\n" not in str(info.value)
 
 
 def test_auth_headers_follow_rays_variables(monkeypatch, tmp_path):
@@ -235,8 +248,8 @@ def test_submit_with_flags_wait_and_query(head, tmp_path):
     root = str(tmp_path / "results")
     proc = cli(
         head, "submit", "--model", "simulated", "--outcomes", "starter", "--design", "full",
-        "--root", root, "--run-id", "flags", "--wait", "--secret-env", "VS_TEST_SECRET",
-        env={"VS_TEST_SECRET": "s3cr3t-value"},
+        "--root", root, "--run-id", "flags", "--wait", "--secret-env", "VS_HEAD_SECRET",
+        env={"VS_HEAD_SECRET": "s3cr3t-value"},  # the submitter's value is never sent
     )  # fmt: skip
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
@@ -246,22 +259,97 @@ def test_submit_with_flags_wait_and_query(head, tmp_path):
     assert exactly_once(root) == (N_PROMPTS, N_PROMPTS)
     assert query(root, "SELECT status FROM runs").to_pylist() == [{"status": "done"}]
     assert job_status(head, "flags")["status"] == "SUCCEEDED"
-    # the secret reached the job's environment, and nothing we print or store
+    # only the secret's name went with the job, and nothing we print or store holds a value
     from ray.job_submission import JobSubmissionClient
 
     info = JobSubmissionClient(
         head.address, headers={"Authorization": f"Bearer {head.token}"}
     ).get_job_info("flags")
-    assert info.runtime_env["env_vars"]["VS_TEST_SECRET"] == "s3cr3t-value"
+    assert info.runtime_env["env_vars"][jobs.SECRET_ENV_VAR] == "VS_HEAD_SECRET"
+    assert "VS_HEAD_SECRET" not in info.runtime_env["env_vars"]
     stored = (Path(root) / "runs" / "flags" / "manifest.json").read_text()
     logs = cli(head, "logs", "flags")
-    assert "s3cr3t-value" not in out + stored + logs.stdout
+    for value in ("s3cr3t-value", head.secret):
+        assert value not in out + stored + logs.stdout
     assert "Query the results" in logs.stdout
     followed = cli(head, "logs", "flags", "--follow")  # a finished job: whole log, then status
     assert followed.returncode == 0 and "Query the results" in followed.stdout
     assert "job flags: SUCCEEDED" in followed.stderr
     table = cli(head, "status")
     assert table.returncode == 0 and "flags" in table.stdout and "SUCCEEDED" in table.stdout
+
+
+def _fake_openai():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "elicit" / "fake_openai_server.py"
+    spec = importlib.util.spec_from_file_location("fake_openai_server", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fake_openai_server", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _files_holding(folder: str, values: list[str]) -> list[str]:
+    found = []
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(dirpath, name)
+            if not os.path.isfile(path) or os.path.islink(path):
+                continue
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                continue
+            found += [path for v in values if v.encode() in data]
+    return found
+
+
+def test_secret_env_job_reads_the_clusters_secret_and_no_file_holds_it(head, tmp_path):
+    """The job's API key comes from the cluster (the head's own environment), never from the
+    submitter; no file under the head's Ray temp folder or the results root, and nothing the
+    CLI prints, holds it."""
+    fake = _fake_openai()
+    root = str(tmp_path / "results")
+    submitter_value = "sk-submitter-" + secrets.token_hex(8)
+    outcomes = tmp_path / "few.yaml"
+    outcomes.write_text(
+        "".join(f"- {{id: o{i}, text: 'Outcome {i} (u={i}).'}}\n" for i in range(5))
+    )
+    with fake.FakeOpenAIServer(rates={"echo_key_400": 0.2}, seed=5) as server:
+        spec = tmp_path / "spec.yaml"
+        spec.write_text(
+            f"run_id: keyed\nroot: {root}\noutcomes: ['{outcomes}']\n"
+            f"models: [{{name: api, scorer: openai, base_url: '{server.base_url}', "
+            "api_key_env: VS_HEAD_SECRET, max_retries: 0, error_budget: 1.0}]\n"
+            "design: {kind: full, holdout: {size: 0}}\nfit: {bootstrap: 0}\n"
+        )
+        proc = cli(
+            head, "submit", str(spec), "--wait", "--secret-env", "VS_HEAD_SECRET",
+            env={"VS_HEAD_SECRET": submitter_value},
+        )  # fmt: skip
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 0, out[-3000:]
+        assert {r.headers.get("Authorization") for r in server.requests} == {
+            f"Bearer {head.secret}"
+        }  # the cluster's key was used; the submitter's was never sent
+        assert any(r.fault == "echo_key_400" for r in server.requests)
+    logs = cli(head, "logs", "keyed").stdout
+    errors = query(root, "SELECT DISTINCT error FROM comparisons WHERE error IS NOT NULL")
+    assert any("***" in e for e in errors.column("error").to_pylist())
+    values = [head.secret, submitter_value]
+    assert _files_holding(head.temp_dir, values) == []
+    assert _files_holding(root, values) == []
+    assert not any(v in out + logs for v in values)
+    # a secret the cluster does not have stops the job at once, in one line
+    missing = cli(
+        head, "submit", str(spec), "--run-id", "nokey", "--wait", "--secret-env", "VS_NOT_THERE"
+    )
+    assert missing.returncode == 1
+    failed_logs = cli(head, "logs", "nokey").stdout
+    assert "VS_NOT_THERE: not set in the cluster's environment" in failed_logs
+    assert "Traceback" not in failed_logs
 
 
 def test_failed_job_is_resubmitted_and_resumes(head, tmp_path):
@@ -275,10 +363,7 @@ def test_failed_job_is_resubmitted_and_resumes(head, tmp_path):
         "execution: {shard_size: 500, max_shard_retries: 0, progress: plain}\n"
     )
     faults = json.dumps({"die_on_shard": [6], "marker_dir": str(markers)})
-    failed = cli(
-        head, "submit", str(spec), "--wait", "--secret-env", "VALUESCOPE_FAULTS",
-        env={"VALUESCOPE_FAULTS": faults},
-    )  # fmt: skip
+    failed = cli(head, "submit", str(spec), "--wait", "--env", f"VALUESCOPE_FAULTS={faults}")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "job flaky: FAILED" in failed.stderr and "submitting again resumes" in failed.stderr
     assert os.listdir(markers) == ["died-6"]  # the replica process really died
