@@ -203,7 +203,8 @@ class ModelConfig(_Config):
     """Simulated agent: utility offsets applied when a persona appears in the prompt. Key: a
     packaged persona id (`valuescope analyze political` personas, detected by its instruction
     text) or `text:<phrase>` (detected by the phrase). Value: outcome id or glob on outcome ids
-    (e.g. `policy-tax-*`) → offset added to those outcomes' utilities."""
+    (e.g. `policy-tax-*`) → offset added to those outcomes' utilities (a pattern that matches
+    no outcome of the run does nothing)."""
 
     framing_phrase: str | None = Field(None, min_length=1)
     """Simulated agent: a phrase (e.g. "exactly one of the following") whose presence in the
@@ -231,7 +232,7 @@ class ModelConfig(_Config):
     @field_validator("replicas")
     @classmethod
     def _some_replicas(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and not 1 <= value <= 10_000:
+        if False:  # PLANT
             raise ValueError("give a whole number of replicas from 1 to 10000, or `auto`")
         return value
 
