@@ -269,11 +269,28 @@ class RunStore:
         return {name: _column(t, name) for name in t.column_names}
 
     def answer_stats(self, run_id: str, model: str) -> dict[str, Any]:
-        """How a model answered: share of first-listed wins, mean P(first), letter mass, errors."""
+        """How a model answered, over all its rows of a run.
+
+        ``first_wins`` share of answered prompts where the first-listed option got P > ½;
+        ``mean_p_first``; ``mass`` mean letter mass (logprob mode); ``error_rate`` share of
+        rows with an error; ``refusal_rate`` share of rows with no usable answer although the
+        request succeeded (no letter at all: P is missing); ``low_mass_rate`` share of logprob
+        rows whose two letters got under half the probability (the model wanted to say something
+        else); ``unparsed_share`` share of sampled completions that held no letter (sample and
+        reasoning modes; null in logprob mode); ``rows``.
+        """
         return self._rows(
-            """SELECT avg(CASE WHEN p_a > 0.5 THEN 1.0 ELSE 0.0 END) AS first_wins,
-                      avg(p_a) AS mean_p_first, avg(mass) AS mass,
-                      avg(CASE WHEN error IS NULL THEN 0.0 ELSE 1.0 END) AS error_rate
+            """SELECT avg(CASE WHEN p_a > 0.5 THEN 1.0 WHEN p_a <= 0.5 THEN 0.0 END) AS first_wins,
+                      avg(p_a) FILTER (WHERE NOT isnan(p_a)) AS mean_p_first,
+                      avg(mass) FILTER (WHERE NOT isnan(mass)) AS mass,
+                      avg(CASE WHEN error IS NULL THEN 0.0 ELSE 1.0 END) AS error_rate,
+                      avg(CASE WHEN error IS NULL AND (p_a IS NULL OR isnan(p_a)) THEN 1.0
+                               WHEN error IS NULL THEN 0.0 END) AS refusal_rate,
+                      avg(CASE WHEN error IS NULL AND mass < 0.5 THEN 1.0
+                               WHEN error IS NULL AND mass >= 0.5 THEN 0.0 END) AS low_mass_rate,
+                      sum(n_unparsed)::DOUBLE
+                        / nullif(sum(n_a) + sum(n_b) + sum(n_unparsed), 0) AS unparsed_share,
+                      count(*) AS rows
                FROM comparisons WHERE run_id = $run AND model = $model""",
             {"run": run_id, "model": model},
         )[0]
