@@ -60,17 +60,27 @@ def validate(spec: str | None, schema: bool) -> None:
 # --- elicitation ------------------------------------------------------------------------------
 
 
+_VERBOSE = click.option(
+    "--verbose", is_flag=True, help="Show the engines' own output (else: the run's engine log)."
+)
+
+
 @cli.command()
 @spec_options(check="models")
-def run(spec: Any) -> None:
+@_VERBOSE
+@click.option("--wide", is_flag=True, help="Full outcome texts in the ranked table.")
+def run(spec: Any, verbose: bool, wide: bool) -> None:
     """Elicit, fit and rank: the whole pipeline for every model of a spec.
 
     With no arguments this is the built-in quickstart: the packaged SmolLM2-135M model on this
     machine, the starter outcome set, active learning to the default budget, a Thurstonian fit
-    and a ranked table. Rerunning an interrupted run resumes it. Without a spec file the main
+    and a ranked table. After each active-learning round a line shows the ranking so far;
+    Ctrl-C fits what was asked, and rerunning the command resumes. Without a spec file the main
     fields are flags, e.g. `valuescope run --model simulated --outcomes starter --root DIR`.
     """
+    from cluster.cli.live import LivePrinter, interrupted
     from cluster.cli.show import render
+    from cluster.pipeline.run import RunInterrupted
     from cluster.pipeline.run import run as run_spec
 
     run_id = spec.resolved_run_id()
@@ -79,19 +89,23 @@ def run(spec: Any) -> None:
         f"design {spec.design.kind}, results in {spec.root}",
         err=True,
     )
-    results = run_spec(spec)
+    try:
+        results = run_spec(spec, listener=LivePrinter(), verbose=verbose)
+    except RunInterrupted as exc:
+        interrupted(run_id, spec.root, exc.model, exc.fitted)
+        raise
     for r in results:
         asked = sum(x.rows_written for x in r.rounds)
         click.echo(
-            f"{r.model}: {r.queried_pairs:,} training pairs + {r.holdout_pairs:,} held-out pairs; "
-            f"{asked:,} prompts asked in this invocation",
+            f"{r.model}: {r.queried_pairs:,} training + {r.holdout_pairs:,} held-out pairs; "
+            f"{asked:,} prompts asked now",
             err=True,
         )
-    render(spec.root, run_id)
+    render(spec.root, run_id, wide=wide)
     click.echo(
-        f"\nQuery the results: valuescope sql \"SELECT * FROM fits WHERE run_id = '{run_id}'\" --root {spec.root}\n"
-        "Run a larger model: valuescope run --model Qwen/Qwen2.5-7B-Instruct (any HF id or local "
-        "folder; add --scorer vllm on a GPU), or a spec file: valuescope run spec.yaml"
+        f"\nQuery: valuescope sql \"SELECT * FROM fits WHERE run_id = '{run_id}'\" --root "
+        f"{spec.root}\nLarger model: valuescope run --model Qwen/Qwen2.5-7B-Instruct (HF id or "
+        "folder;\n  --scorer vllm on a GPU), or a spec file: valuescope run spec.yaml"
     )
 
 
@@ -109,19 +123,32 @@ def fit_command(run_id: str, root: str, estimator: str | None, position_bias: bo
     from cluster.cli.show import render
     from cluster.pipeline.fitting import refit
 
-    refit(root, run_id, estimator=estimator, position_bias=position_bias)
-    render(root, run_id)
+    rows = refit(root, run_id, estimator=estimator, position_bias=position_bias)
+    render(root, run_id, fit_id=rows[0]["fit_id"], chosen="this refit")
 
 
 @cli.command()
 @click.argument("run_id")
 @click.option("--root", default="results", show_default=True, help="Results root.")
 @click.option("--rows", default=10, show_default=True, help="Top and bottom outcomes shown.")
-def show(run_id: str, root: str, rows: int) -> None:
-    """Print a run's ranked utilities, fit metrics and what they mean."""
+@click.option("--fit", "fit_id", help="Fit to show (e.g. bt, thurstonian-pb).")
+@click.option(
+    "--estimator", type=click.Choice(["thurstonian", "bt"]), help="Show the latest fit of this."
+)
+@click.option("--wide", is_flag=True, help="Full outcome texts (one row a line).")
+def show(
+    run_id: str, root: str, rows: int, fit_id: str | None, estimator: str | None, wide: bool
+) -> None:
+    """Print a run's ranked utilities, fit metrics and what they mean.
+
+    Shows the run's own fit (the one `valuescope run` made) unless --fit or --estimator picks
+    another, e.g. a refit by `valuescope fit RUN --estimator bt`; the title says which.
+    """
     from cluster.cli.show import render
 
-    render(root, run_id, rows=rows)
+    if fit_id and estimator:
+        raise click.UsageError("give --fit or --estimator, not both")
+    render(root, run_id, rows=rows, fit_id=fit_id, estimator=estimator, wide=wide)
 
 
 @cli.command("elicit")
@@ -177,7 +204,13 @@ def preview(spec: Any, count: int) -> None:
     show_default=True,
     help="Output format; parquet writes binary to standard output.",
 )
-@click.option("--limit", default=200, show_default=True, help="Rows shown in table format.")
+@click.option(
+    "--limit",
+    default=200,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Rows shown in table format (0 = all).",
+)
 @click.option(
     "--timeout",
     "timeout_s",
@@ -318,8 +351,18 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if _is_ours(exc) and not debug:
             click.echo(f"valuescope: error: {exc}", err=True)
+            _echo_log_tail(exc)
             sys.exit(1)
         raise
+
+
+def _echo_log_tail(exc: BaseException) -> None:
+    """A failed replica's last log lines, after its one-line error."""
+    tail = getattr(exc, "log_tail", None)
+    if tail:
+        click.echo(f"last lines of {getattr(exc, 'log_path', 'the engine log')}:", err=True)
+        for line in tail:
+            click.echo(f"  {line}", err=True)
 
 
 if __name__ == "__main__":

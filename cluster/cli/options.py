@@ -90,6 +90,33 @@ _FLAGS = {
 }
 
 
+def _slug(text: str) -> str:
+    """A run-id-safe short form of a model or outcome-set name: its last path component
+    without a file suffix, lower case, other characters folded to '-'."""
+    import re
+    from pathlib import PurePosixPath
+
+    base = PurePosixPath(text.rstrip("/")).name or text
+    for suffix in (".yaml", ".yml", ".json", ".csv", ".parquet"):
+        base = base.removesuffix(suffix)
+    return re.sub(r"[^a-z0-9._]+", "-", base.lower()).strip("-._") or "x"
+
+
+def flags_run_name(data: dict[str, Any]) -> str:
+    """The name of a run given by flags alone: ``quickstart`` for the built-in quickstart (no
+    model and no outcome set named), else ``<model(s)>-<outcome set(s)>``, e.g.
+    ``simulated-starter`` or ``qwen2.5-7b-instruct-my``."""
+    models = [m.get("name") for m in data.get("models") or [] if m.get("name")]
+    sets = list(data.get("outcomes") or [])
+    if not models and not sets:
+        return "quickstart"
+    from elicit.config import ModelConfig
+
+    model_part = "_".join(_slug(m) for m in models) or _slug(ModelConfig().name)
+    set_part = "_".join(_slug(s) for s in sets) or "starter"
+    return f"{model_part}-{set_part}"[:100].rstrip("-._")
+
+
 def build_spec(spec_file: str | None, **flags: Any) -> Any:
     """A RunSpec from an optional file plus flag overrides (validated as a whole)."""
     from cluster.spec import parse_spec, read_spec_file
@@ -129,7 +156,7 @@ def build_spec(spec_file: str | None, **flags: Any) -> Any:
     if execution:
         data["execution"] = execution
     if not spec_file and "name" not in data:
-        data["name"] = "quickstart"
+        data["name"] = flags_run_name(data)
     for key in ("root", "run_id", "name"):
         if flags.get(key) is not None:
             data[key] = flags[key]

@@ -14,10 +14,18 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> Any:
+def init_ray(
+    address: str | None = None,
+    *,
+    num_cpus: int | None = None,
+    quiet: bool = True,
+    log_to_driver: bool = True,
+) -> Any:
     """Start a local Ray (``address=None``) or join a cluster; returns the ``ray`` module.
 
     Idempotent: a process that already initialised Ray keeps its connection.
+    ``log_to_driver=False`` stops Ray relaying its workers' standard output and error to this
+    process (they stay in Ray's session logs) and keeps Ray's notices below errors quiet.
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address is None:
@@ -28,8 +36,10 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
         return ray
     kwargs: dict[str, Any] = {
         "include_dashboard": False,
-        "logging_level": logging.WARNING if quiet else logging.INFO,
-        "log_to_driver": True,
+        "logging_level": logging.INFO
+        if not quiet
+        else (logging.WARNING if log_to_driver else logging.ERROR),
+        "log_to_driver": log_to_driver,
         "ignore_reinit_error": True,
     }
     if address is None:

@@ -10,7 +10,8 @@ Testing hook: ``VALUESCOPE_FAULTS`` (JSON, forwarded to replicas by the driver) 
 faults: ``die_on_shard`` (list) exits the replica process after scoring those shards and before
 writing them, once each (marker files in ``marker_dir`` remember it); ``die_always`` exits on
 every shard; ``fail_init`` makes the engine fail to start; ``sleep_s`` slows each shard down;
-``error_rate`` turns that share of rows into error rows.
+``error_rate`` turns that share of rows into error rows; ``chatter`` (a count) writes that many
+engine-like lines to standard output and error at start-up and on each shard.
 """
 
 from __future__ import annotations
@@ -43,16 +44,24 @@ class ReplicaSetup:
     template: PromptTemplate
     outcome_ids: list[str]
     outcome_texts: list[str]
+    log_path: str | None = None
+    """Engine output goes to this file (``cluster.execution.engine_logs``); None keeps it on
+    the worker's own streams (Ray relays them to the driver)."""
 
 
 class Replica:
     """Scores shards with one engine (wrapped with ``ray.remote`` by the driver)."""
 
     def __init__(self, setup: ReplicaSetup) -> None:
+        if setup.log_path:  # before the engine loads; Ray writes a failed start's traceback here
+            from cluster.execution.engine_logs import redirect_output
+
+            redirect_output(setup.log_path)
         self.setup = setup
         self.model = ModelConfig.model_validate(setup.model)
         self.mode = ModeConfig.model_validate(setup.mode)
         self.faults = json.loads(os.environ.get("VALUESCOPE_FAULTS", "{}") or "{}")
+        self._chatter("loading")
         if self.faults.get("fail_init"):
             raise RuntimeError("injected fault: the engine failed to start")
         self.layout = RunLayout(Root(setup.root), setup.run_id)
@@ -109,7 +118,15 @@ class Replica:
             "seconds": time.perf_counter() - start,
         }
 
+    def _chatter(self, what: str) -> None:
+        """Fault ``chatter``: write engine-like output (a progress bar, a warning) to both
+        streams at the file-descriptor level, as native engine code does."""
+        for k in range(int(self.faults.get("chatter", 0))):
+            os.write(1, f"\rchatter {what} {k}: 100%|##########| stdout\n".encode())
+            os.write(2, f"chatter {what} {k}: UserWarning: stderr\n".encode())
+
     def _inject(self, shard: int, measurements: Measurements) -> None:
+        self._chatter(f"shard {shard}")
         time.sleep(float(self.faults.get("sleep_s", 0)))
         rate = float(self.faults.get("error_rate", 0))
         if rate:

@@ -6,15 +6,19 @@ is checked first, so a bad input fails in a second rather than after a model has
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from cluster.errors import RunFailed
+from cluster.execution import engine_logs
 from cluster.execution.driver import ReplicaPool, RoundResult, run_round
 from cluster.execution.replica import ReplicaSetup
+from cluster.pipeline.events import EnginesStarting, Listener, ignore
 from cluster.spec import RunSpec
 from cluster.store import RunStore
 from elicit.config import ModelConfig
@@ -39,6 +43,15 @@ class RunContext:
     outcomes: OutcomeSet
     template: PromptTemplate
     manifest: Manifest
+    verbose: bool = False
+    """Show the engines' own output instead of writing it to the run's engine log."""
+    listener: Listener = field(default=ignore)
+    """Called with each :mod:`cluster.pipeline.events` event."""
+
+    @property
+    def log_path(self) -> str | None:
+        """The engine log of this run (None with ``verbose``)."""
+        return None if self.verbose else engine_logs.log_path(self.layout)
 
     @property
     def n(self) -> int:
@@ -48,6 +61,7 @@ class RunContext:
     def store(self) -> RunStore:
         """The results root's run store (one catalog connection for the whole run)."""
         return RunStore(self.layout.root)
+
 
     def save_manifest(self) -> None:
         write_manifest(self.layout, self.manifest)
@@ -61,6 +75,7 @@ class RunContext:
             template=self.template,
             outcome_ids=self.outcomes.ids,
             outcome_texts=self.outcomes.texts,
+            log_path=self.log_path,
         )
 
 
@@ -127,7 +142,7 @@ def open_pool(ctx: RunContext, model: ModelConfig) -> ReplicaPool:
     from cluster.execution import placement
     from cluster.execution.ray_runtime import init_ray
 
-    ray = init_ray(ctx.spec.execution.ray_address)
+    ray = init_ray(ctx.spec.execution.ray_address, log_to_driver=ctx.verbose)
     cpus = ctx.spec.execution.num_cpus_per_replica
     replicas = model.replicas if isinstance(model.replicas, int) else auto_replicas(model, cpus)
     if ctx.spec.execution.ray_address is None and not os.environ.get("RAY_ADDRESS"):
@@ -139,15 +154,30 @@ def open_pool(ctx: RunContext, model: ModelConfig) -> ReplicaPool:
             gpus_per_replica=model.gpus_per_replica,
             cpus_per_replica=cpus,
         )
-    pool = ReplicaPool(
-        ctx.setup_for(model),
-        replicas=replicas,
-        num_cpus=cpus,
-        gpus_per_replica=model.gpus_per_replica,
-        placement_timeout_s=placement.placement_timeout_s(),
-    )
-    pool.wait_ready()
+    ctx.listener(EnginesStarting(model.name, replicas, ctx.log_path))
+    with with_log_tail(ctx.log_path):
+        pool = ReplicaPool(
+            ctx.setup_for(model),
+            replicas=replicas,
+            num_cpus=cpus,
+            gpus_per_replica=model.gpus_per_replica,
+            placement_timeout_s=placement.placement_timeout_s(),
+        )
+        pool.wait_ready()
     return pool
+
+
+@contextlib.contextmanager
+def with_log_tail(log_path: str | None) -> Iterator[None]:
+    """A :class:`RunFailed` raised inside carries the engine log's last lines (``log_tail``)
+    and its path (``log_path``), so the CLI shows them with the error."""
+    try:
+        yield
+    except RunFailed as exc:
+        if log_path and not getattr(exc, "log_tail", None):
+            exc.log_tail = engine_logs.tail(log_path)  # type: ignore[attr-defined]
+            exc.log_path = log_path  # type: ignore[attr-defined]
+        raise
 
 
 def auto_replicas(model: ModelConfig, cpus_per_replica: float = 1.0) -> int:
@@ -170,17 +200,18 @@ def elicit_round(
     entry.status = "running"
     ctx.save_manifest()
     try:
-        result = run_round(
-            pool,
-            ctx.layout,
-            model.name,
-            round_,
-            prompts,
-            shard_size=ctx.spec.execution.shard_size,
-            max_shard_retries=ctx.spec.execution.max_shard_retries,
-            error_budget=model.error_budget,
-            progress=ctx.spec.execution.progress,
-        )
+        with with_log_tail(ctx.log_path):
+            result = run_round(
+                pool,
+                ctx.layout,
+                model.name,
+                round_,
+                prompts,
+                shard_size=ctx.spec.execution.shard_size,
+                max_shard_retries=ctx.spec.execution.max_shard_retries,
+                error_budget=model.error_budget,
+                progress=ctx.spec.execution.progress,
+            )
     except BaseException as exc:
         entry.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         ctx.manifest.status = entry.status

@@ -21,7 +21,7 @@ from cluster.store import HOLDOUT_ROUND, RunStore
 from fit.errors import EmptyDataError, FitWarning
 from fit.metrics import accuracy, bootstrap_mu, holdout_pairs, log_loss, order_consistency
 from fit.result import BRADLEY_TERRY, THURSTONIAN, FitResult
-from fit.stats import OrientedStats, fold
+from fit.stats import OrientedStats, PairStats, fold
 from storage import Root, RunLayout
 from storage.manifest import read_manifest
 
@@ -69,6 +69,34 @@ def _estimate(oriented: OrientedStats, estimator: str, position: bool) -> tuple[
         return fit_thurstonian(pairs, allow_unobserved=True), None
 
 
+def fit_so_far(ctx: RunContext, model: str, last_round: int) -> FitResult:
+    """The spec's estimator (no position term, no bootstrap) on training rounds ≤ ``last_round``:
+    what acquisition works from, and what a run reports after each round."""
+    store = ctx.store
+    train = [r for r in store.rounds(ctx.run_id, model) if HOLDOUT_ROUND < r <= last_round]
+    oriented = store.oriented_stats(ctx.run_id, model, ctx.outcomes.ids, train)
+    result, _ = _estimate(oriented, ctx.spec.fit.estimator, position=False)
+    return result
+
+
+def holdout_stats(ctx: RunContext, model: str) -> PairStats | None:
+    """The folded held-out comparisons of one model (None when there are none)."""
+    if HOLDOUT_ROUND not in ctx.store.rounds(ctx.run_id, model):
+        return None
+    try:
+        return fold(ctx.store.oriented_stats(ctx.run_id, model, ctx.outcomes.ids, [HOLDOUT_ROUND]))
+    except EmptyDataError:
+        return None
+
+
+def ranked(result: FitResult) -> np.ndarray:
+    """Indices of the outcomes with a fitted μ, best first."""
+    observed = result.observed if result.observed is not None else np.ones(len(result.mu), bool)
+    mu = np.where(observed & np.isfinite(result.mu), result.mu, np.nan)
+    order = np.argsort(-np.nan_to_num(mu, nan=-np.inf), kind="stable")
+    return order[: int(np.isfinite(mu).sum())]
+
+
 def acquire(
     ctx: RunContext,
     model: ModelConfig,
@@ -76,15 +104,15 @@ def acquire(
     asked: np.ndarray,
     holdout: np.ndarray,
     want: int,
+    result: FitResult | None = None,
 ) -> np.ndarray:
-    """Pair ids for the next active-learning round, from a fit of everything asked so far."""
+    """Pair ids for the next active-learning round, from a fit of everything asked so far
+    (``result``, when the caller has it already)."""
     from fit.acquisition import information_acquire, reference_acquire
 
     n = ctx.n
-    store = ctx.store
-    train = [r for r in store.rounds(ctx.run_id, model.name) if r != HOLDOUT_ROUND and r < round_]
-    oriented = store.oriented_stats(ctx.run_id, model.name, ctx.outcomes.ids, train)
-    result, _ = _estimate(oriented, ctx.spec.fit.estimator, position=False)
+    if result is None:
+        result = fit_so_far(ctx, model.name, round_ - 1)
     design = ctx.spec.design
     seed = design.seed * 1_000_003 + round_
     queried = _pairs(asked, n)
@@ -94,6 +122,12 @@ def acquire(
     else:
         pairs = information_acquire(result, queried, n_new=want, exclude=exclude, seed=seed)
     return np.sort(pairs[:, 0].astype(np.int64) * n + pairs[:, 1])
+
+
+def fit_id_for(estimator: str, position_bias: bool) -> str:
+    """The id a fit with these settings is stored under (a refit with the same settings
+    replaces it): the estimator, ``-pb`` when a position-bias term is fitted."""
+    return estimator + ("-pb" if position_bias else "")
 
 
 def fit_model(
@@ -145,7 +179,7 @@ def fit_model(
         interval_lo = result.mu + (boot.mu_lo - centre)
         interval_hi = result.mu + (boot.mu_hi - centre)
     consistency = order_consistency(all_oriented)
-    fit_id = estimator + ("-pb" if position_bias else "")
+    fit_id = fit_id_for(estimator, position_bias)
     row: dict[str, Any] = {
         "run_id": run_id,
         "model": model,

@@ -22,10 +22,13 @@ import pyarrow as pa
 from cluster.execution.driver import ReplicaPool, RoundResult
 from cluster.pipeline import fitting
 from cluster.pipeline.context import RunContext, elicit_round, open_pool, prepare
+from cluster.pipeline.events import Listener, RoundFitted, ignore
 from cluster.spec import RunSpec
 from cluster.store import HOLDOUT_ROUND
 from elicit.config import ModelConfig
 from elicit.design import OrientedPrompts, full_graph, load_pairs, orient, pair_ids, split_pair_ids
+from fit.errors import EmptyDataError
+from fit.result import FitResult
 from storage.schemas import to_table
 from storage.writer import read_table, write_table
 
@@ -122,7 +125,12 @@ class _Planner:
         return self.record(1, ids, "start")
 
     def next(
-        self, round_: int, asked: np.ndarray, holdout: np.ndarray, budget: int
+        self,
+        round_: int,
+        asked: np.ndarray,
+        holdout: np.ndarray,
+        budget: int,
+        result: FitResult | None = None,
     ) -> np.ndarray | None:
         found = self.stored(round_)
         if found is not None:
@@ -130,7 +138,7 @@ class _Planner:
         want = min(self.design.per_round, budget - len(asked))
         if want <= 0:
             return None
-        ids = fitting.acquire(self.ctx, self.model, round_, asked, holdout, want)
+        ids = fitting.acquire(self.ctx, self.model, round_, asked, holdout, want, result)
         if len(ids) == 0:
             return None
         return self.record(round_, ids, "acquired")
@@ -172,46 +180,110 @@ class _Rounds:
             self.pool = None
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run between or inside rounds; what was stored is fitted when it can be."""
+
+    def __init__(self, model: str, fitted: bool) -> None:
+        super().__init__(f"interrupted while asking {model}")
+        self.model = model
+        self.fitted = fitted
+        """Whether the comparisons stored so far were fitted (``valuescope show`` works)."""
+
+
+def _report(ctx: RunContext, model: str, round_: int, pairs: int, held: Any) -> FitResult:
+    """Fit the training rounds so far and hand the listener the ranking it gives."""
+    from fit.metrics import accuracy
+
+    result = fitting.fit_so_far(ctx, model, round_)
+    order = fitting.ranked(result)
+    ids = ctx.outcomes.ids
+    ctx.listener(
+        RoundFitted(
+            model=model,
+            round=round_,
+            pairs=pairs,
+            holdout_accuracy=accuracy(result, held) if held is not None else None,
+            top=[ids[k] for k in order[:REPORTED]],
+            bottom=[ids[k] for k in order[-REPORTED:]] if len(order) > REPORTED else [],
+        )
+    )
+    return result
+
+
+#: Outcomes at each end of the ranking a round report carries.
+REPORTED = 5
+
+
+def _ask_rounds(ctx: RunContext, planner: _Planner, rounds: _Rounds) -> tuple[int, int]:
+    """Ask every round of one model; returns (training pairs, held-out pairs)."""
+    holdout = planner.holdout()
+    rounds.ask(HOLDOUT_ROUND, holdout)
+    asked = planner.first(holdout)
+    rounds.ask(1, asked)
+    if ctx.spec.design.kind != "active":
+        return len(asked), len(holdout)
+    name = planner.model.name
+    held = fitting.holdout_stats(ctx, name)
+    total = ctx.n * (ctx.n - 1) // 2
+    budget = budget_pairs(ctx.n, ctx.spec.design.budget, total - len(holdout))
+    round_ = 1
+    while True:
+        result = _report(ctx, name, round_, len(asked), held)
+        if len(asked) >= budget:
+            break
+        new = planner.next(round_ + 1, asked, holdout, budget, result)
+        if new is None:
+            break
+        round_ += 1
+        rounds.ask(round_, new)
+        asked = np.concatenate([asked, new])
+    return len(asked), len(holdout)
+
+
 def run_model(ctx: RunContext, model: ModelConfig, *, fit: bool = True) -> ModelRun:
-    """All rounds and (unless ``fit`` is False) the final fit of one model."""
+    """All rounds and (unless ``fit`` is False) the final fit of one model.
+
+    Ctrl-C fits what is stored so far (when anything is) and raises :class:`RunInterrupted`.
+    """
     planner = _Planner(ctx, model)
     rounds = _Rounds(ctx, model)
     out = ModelRun(model=model.name)
     try:
-        holdout = planner.holdout()
-        rounds.ask(HOLDOUT_ROUND, holdout)
-        asked = planner.first(holdout)
-        rounds.ask(1, asked)
-        if ctx.spec.design.kind == "active":
-            total = ctx.n * (ctx.n - 1) // 2
-            budget = budget_pairs(ctx.n, ctx.spec.design.budget, total - len(holdout))
-            round_ = 2
-            while len(asked) < budget:
-                new = planner.next(round_, asked, holdout, budget)
-                if new is None:
-                    break
-                rounds.ask(round_, new)
-                asked = np.concatenate([asked, new])
-                round_ += 1
+        out.queried_pairs, out.holdout_pairs = _ask_rounds(ctx, planner, rounds)
+    except KeyboardInterrupt:
+        rounds.close()
+        ctx.store.refresh()  # parts of the interrupted round may have landed
+        fitted = False
+        if fit:
+            try:
+                fitting.final_fit(ctx, model)
+                fitted = True
+            except EmptyDataError:
+                pass
+        raise RunInterrupted(model.name, fitted) from None
     finally:
         rounds.close()
     out.rounds = rounds.results
-    out.queried_pairs = len(asked)
-    out.holdout_pairs = len(holdout)
     if fit:
         out.fit, out.utilities = fitting.final_fit(ctx, model)
     return out
 
 
-def run(spec: RunSpec, *, fit: bool = True) -> list[ModelRun]:
+def run(
+    spec: RunSpec, *, fit: bool = True, listener: Listener = ignore, verbose: bool = False
+) -> list[ModelRun]:
     """Run a spec end to end: every model's rounds, then its final fit and tables.
 
     With ``fit=False`` (``valuescope elicit``) only the comparisons are collected; an `active`
-    design then has nothing to acquire with and asks the full graph instead.
+    design then has nothing to acquire with and asks the full graph instead. ``listener`` gets
+    the run's :mod:`cluster.pipeline.events` (engines starting, each active round's ranking);
+    ``verbose`` leaves the engines' own output on the terminal instead of the run's engine log.
     """
     if not fit and spec.design.kind == "active":
         spec = spec.model_copy(update={"design": spec.design.model_copy(update={"kind": "full"})})
     ctx = prepare(spec)
+    ctx.listener = listener
+    ctx.verbose = verbose
     results = []
     try:
         for model in spec.models:
@@ -229,10 +301,13 @@ def run(spec: RunSpec, *, fit: bool = True) -> list[ModelRun]:
     return results
 
 
-def elicit(spec: RunSpec) -> list[RoundResult]:
+def elicit(
+    spec: RunSpec, *, listener: Listener = ignore, verbose: bool = False
+) -> list[RoundResult]:
     """Ask every model every pair of a single-round design (`full` or `pairs`), no fitting.
 
     The held-out pairs of the spec are asked too (round 0), so a later ``valuescope fit`` can
     measure held-out accuracy.
     """
-    return [r for model_run in run(spec, fit=False) for r in model_run.rounds]
+    runs = run(spec, fit=False, listener=listener, verbose=verbose)
+    return [r for model_run in runs for r in model_run.rounds]

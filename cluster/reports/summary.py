@@ -12,9 +12,62 @@ from cluster.errors import ClusterError
 from cluster.store import RunStore
 
 
-def load(root: str, run_id: str, store: RunStore | None = None) -> dict[str, Any]:
-    """Fits and utilities of a run, per model (latest fit of each model)."""
-    own = store is None
+def own_fit_id(root: str, run_id: str) -> str | None:
+    """The fit id a run's own final fit is stored under (from its manifest's spec); None when
+    the run has no readable manifest."""
+    from cluster.pipeline.fitting import fit_id_for
+    from storage import Root, RunLayout
+    from storage.manifest import read_manifest
+
+    manifest = read_manifest(RunLayout(Root(root), run_id))
+    if manifest is None:
+        return None
+    fit = (manifest.spec or {}).get("fit") or {}
+    return fit_id_for(fit.get("estimator", "thurstonian"), fit.get("position_bias", True))
+
+
+def choose_fit(
+    fits: list[dict[str, Any]],
+    own: str | None,
+    *,
+    fit_id: str | None = None,
+    estimator: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The fit to show among one model's fits (oldest first), and why it was chosen: the one
+    asked for (``fit_id``), the latest of an ``estimator``, else the run's own fit (``own``),
+    else the latest."""
+    stored = ", ".join(sorted({f["fit_id"] for f in fits}))
+    model = fits[0]["model"]
+    if fit_id is not None:
+        match = [f for f in fits if f["fit_id"] == fit_id]
+        if not match:
+            raise ClusterError(f"model {model!r} has no fit {fit_id!r}; stored fits: {stored}")
+        return match[-1], "asked for"
+    if estimator is not None:
+        match = [f for f in fits if f["estimator"] == estimator]
+        if not match:
+            raise ClusterError(
+                f"model {model!r} has no {estimator} fit; stored fits: {stored} "
+                f"(`valuescope fit RUN --estimator {estimator}` makes one)"
+            )
+        return match[-1], f"the latest {estimator} fit"
+    match = [f for f in fits if f["fit_id"] == own]
+    if match:
+        return match[-1], "the run's own fit"
+    return fits[-1], "the latest fit"
+
+
+def load(
+    root: str,
+    run_id: str,
+    store: RunStore | None = None,
+    *,
+    fit_id: str | None = None,
+    estimator: str | None = None,
+) -> dict[str, Any]:
+    """Per model: the fit shown (see :func:`choose_fit`), why (``chosen``), the model's other
+    stored fit ids (``others``), its utilities and answer statistics."""
+    own_store = store is None
     store = store or RunStore(root)
     try:
         fits = store.fits(run_id)
@@ -22,19 +75,23 @@ def load(root: str, run_id: str, store: RunStore | None = None) -> dict[str, Any
             runs = store.run_ids()
             hint = f"; runs in this root: {', '.join(runs[-8:])}" if runs else ""
             raise ClusterError(f"run {run_id!r} has no fits in {root!r}{hint}")
-        latest: dict[str, dict[str, Any]] = {}
+        own = own_fit_id(root, run_id)
+        per_model: dict[str, list[dict[str, Any]]] = {}
         for f in sorted(fits, key=lambda f: f["created_at"]):
-            latest[f["model"]] = f  # ordered by created_at: the last one wins
-        return {
-            model: {
+            per_model.setdefault(f["model"], []).append(f)
+        out: dict[str, Any] = {}
+        for model, rows in per_model.items():
+            f, why = choose_fit(rows, own, fit_id=fit_id, estimator=estimator)
+            out[model] = {
                 "fit": f,
+                "chosen": why,
+                "others": sorted({r["fit_id"] for r in rows} - {f["fit_id"]}),
                 "utilities": store.utility_rows(run_id, model, f["fit_id"]),
                 "answers": store.answer_stats(run_id, model),
             }
-            for model, f in latest.items()
-        }
+        return out
     finally:
-        if own:
+        if own_store:
             store.close()
 
 
