@@ -109,15 +109,23 @@ def build(
     offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     counts = np.array([len(blk.n) for blk in blocks], dtype=np.int64)
     term_block = np.repeat(np.arange(len(blocks), dtype=np.int64), counts)
-    shift = offsets[:-1][term_block]
-    n = np.concatenate([blk.n for blk in blocks])
+    n = np.concatenate([blk.n for blk in blocks]) if len(blocks) > 1 else blocks[0].n
     totals = np.array([blk.n.sum() for blk in blocks])
     outcome_block = np.repeat(np.arange(len(blocks), dtype=np.int64), sizes)
+    if len(blocks) == 1:  # one model: its local indices are global, nothing to copy
+        a, b, p = blocks[0].a, blocks[0].b, blocks[0].p
+        w = n * float(sizes[0] / totals[0])
+    else:
+        shift = offsets[:-1][term_block]
+        a = np.concatenate([blk.a for blk in blocks]) + shift
+        b = np.concatenate([blk.b for blk in blocks]) + shift
+        p = np.concatenate([blk.p for blk in blocks])
+        w = n * (sizes / totals)[term_block]
     return Problem(
-        a=np.concatenate([blk.a for blk in blocks]) + shift,
-        b=np.concatenate([blk.b for blk in blocks]) + shift,
-        w=n * (sizes / totals)[term_block],
-        p=np.concatenate([blk.p for blk in blocks]),
+        a=np.asarray(a, dtype=np.int64),
+        b=np.asarray(b, dtype=np.int64),
+        w=w,
+        p=p,
         term_block=term_block,
         outcome_block=outcome_block,
         sizes=sizes.astype(np.float64),
@@ -140,33 +148,77 @@ def split(x: FloatArray, pr: Problem) -> tuple[FloatArray, FloatArray | None, Fl
     return x[:n], s, beta
 
 
-def terms(x: FloatArray, pr: Problem) -> dict[str, FloatArray]:
-    """Per-term quantities: loss ℓ, dℓ/dd (``gd``) and, heteroscedastic, dℓ/dv (``gv``)."""
-    mu, s, beta = split(x, pr)
-    d = mu[pr.a] - mu[pr.b]
-    if beta is not None:
-        d = d + beta[pr.term_block]
-    p = pr.p
+CHUNK = 1 << 15
+"""Terms per chunk of the per-term kernels: a chunk's temporaries stay in cache, which makes
+the elementwise work 2–3× faster than whole-array numpy passes on millions of terms."""
+
+
+def _kernel(
+    pr: Problem, d: FloatArray, v: FloatArray | None, p: FloatArray, curv: bool
+) -> dict[str, FloatArray]:
+    """Per-term ℓ and its derivatives in d and v for one chunk (see :mod:`fit._hessian`)."""
     if pr.link == "logit":
-        return {"loss": np.logaddexp(0.0, d) - p * d, "gd": expit(d) - p}
-    if s is not None:
-        sig2 = s * s
-        v = sig2[pr.a] + sig2[pr.b] + pr.eps
-    else:
+        q = expit(d)
+        out = {"loss": np.logaddexp(0.0, d) - p * d, "gd": q - p}
+        if curv:
+            out["hdd"] = q * (1.0 - q)
+        return out
+    if v is None:
         v = np.full_like(d, 2.0 + pr.eps)
     r = 1.0 / np.sqrt(v)
     z = d * r
     lp, lq = log_ndtr(z), log_ndtr(-z)
     logphi = -0.5 * z * z - _HALF_LOG_2PI
-    gz = (1.0 - p) * np.exp(logphi - lq) - p * np.exp(logphi - lp)  # dℓ/dz
-    return {"loss": -(p * lp + (1.0 - p) * lq), "gd": gz * r, "gv": -0.5 * gz * z / v}
+    lam_p = np.exp(logphi - lp)
+    lam_q = np.exp(logphi - lq)
+    gz = (1.0 - p) * lam_q - p * lam_p  # dℓ/dz
+    out = {"loss": -(p * lp + (1.0 - p) * lq), "gd": gz * r, "gv": -0.5 * gz * z / v}
+    if curv:
+        hzz = p * lam_p * (z + lam_p) + (1.0 - p) * lam_q * (lam_q - z)
+        out["hdd"] = hzz / v
+        if pr.hetero:
+            out["hdv"] = -0.5 * (hzz * z + gz) * r / v
+            out["hvv"] = 0.25 * z * (hzz * z + 3.0 * gz) / (v * v)
+    return out
+
+
+def per_term(x: FloatArray, pr: Problem, curv: bool = False) -> dict[str, FloatArray]:
+    """Per-term ℓ, dℓ/dd (``gd``), dℓ/dv (``gv``, probit) and, with ``curv``, the second
+    derivatives ``hdd``, ``hdv``, ``hvv`` (v ones heteroscedastic only); unweighted, in chunks."""
+    mu, s, beta = split(x, pr)
+    sig2 = s * s if s is not None else None
+    m = len(pr.a)
+    probit = pr.link == "probit"
+    keys = ["loss", "gd"] + (["gv"] if probit else [])
+    if curv:
+        keys += ["hdd"] + (["hdv", "hvv"] if probit and pr.hetero else [])
+    out = {k: np.empty(m) for k in keys}
+    for lo in range(0, m, CHUNK):
+        hi = min(lo + CHUNK, m)
+        a, b = pr.a[lo:hi], pr.b[lo:hi]
+        d = mu[a] - mu[b]
+        if beta is not None:
+            d += beta[pr.term_block[lo:hi]]
+        v = sig2[a] + sig2[b] + pr.eps if sig2 is not None else None
+        for k, val in _kernel(pr, d, v, pr.p[lo:hi], curv).items():
+            out[k][lo:hi] = val
+    return out
+
+
+def terms(x: FloatArray, pr: Problem) -> dict[str, FloatArray]:
+    """Per-term quantities: loss ℓ, dℓ/dd (``gd``) and, probit, dℓ/dv (``gv``)."""
+    return per_term(x, pr, curv=False)
 
 
 def value_grad(x: FloatArray, pr: Problem) -> tuple[float, FloatArray]:
     """Objective f(x) and its gradient (module docstring)."""
+    return assemble_grad(x, pr, terms(x, pr))
+
+
+def assemble_grad(x: FloatArray, pr: Problem, t: dict[str, FloatArray]) -> tuple[float, FloatArray]:
+    """f and ∇f from the per-term quantities ``t`` of :func:`per_term` at x."""
     n = pr.n_outcomes
     mu, s, _ = split(x, pr)
-    t = terms(x, pr)
     w = pr.w
     f = float(w @ t["loss"])
     grad = np.zeros_like(x)

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 from scipy.sparse import coo_matrix
-from scipy.special import expit, log_ndtr
 
-from fit._core import Problem, split
+from fit._core import CHUNK, Problem, assemble_grad, per_term, split
 
 FloatArray = npt.NDArray[np.float64]
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -44,33 +43,28 @@ class Curvature:
     hvv: FloatArray | None
 
 
+def _weighted(pr: Problem, t: dict[str, FloatArray]) -> Curvature:
+    w = pr.w
+    hetero = pr.link == "probit" and pr.hetero
+    return Curvature(
+        w * t["gd"],
+        w * t["gv"] if hetero else None,
+        w * t["hdd"],
+        w * t["hdv"] if hetero else None,
+        w * t["hvv"] if hetero else None,
+    )
+
+
 def curvature(x: FloatArray, pr: Problem) -> Curvature:
     """wₖ·(ℓ_d, ℓ_v, ℓ_dd, ℓ_dv, ℓ_vv) per term (module docstring); v parts None if homoscedastic."""
-    mu, t, beta = split(x, pr)
-    d = mu[pr.a] - mu[pr.b]
-    if beta is not None:
-        d = d + beta[pr.term_block]
-    p, w = pr.p, pr.w
-    if pr.link == "logit":
-        s = expit(d)
-        return Curvature(w * (s - p), None, w * s * (1.0 - s), None, None)
-    v = t[pr.a] ** 2 + t[pr.b] ** 2 + pr.eps if t is not None else np.full_like(d, 2.0 + pr.eps)
-    r = 1.0 / np.sqrt(v)
-    z = d * r
-    logphi = -0.5 * z * z - _HALF_LOG_2PI
-    lam_p = np.exp(logphi - log_ndtr(z))
-    lam_q = np.exp(logphi - log_ndtr(-z))
-    gz = (1.0 - p) * lam_q - p * lam_p
-    hzz = p * lam_p * (z + lam_p) + (1.0 - p) * lam_q * (lam_q - z)
-    if t is None:
-        return Curvature(w * gz * r, None, w * hzz / v, None, None)
-    return Curvature(
-        w * gz * r,
-        w * (-0.5) * gz * z / v,
-        w * hzz / v,
-        w * (-0.5) * (hzz * z + gz) * r / v,
-        w * 0.25 * z * (hzz * z + 3.0 * gz) / (v * v),
-    )
+    return _weighted(pr, per_term(x, pr, curv=True))
+
+
+def value_grad_curv(x: FloatArray, pr: Problem) -> tuple[float, FloatArray, Curvature]:
+    """f, ∇f and the per-term curvature at x from one pass over the terms."""
+    t = per_term(x, pr, curv=True)
+    f, g = assemble_grad(x, pr, t)
+    return f, g, _weighted(pr, t)
 
 
 def _local(x: FloatArray, pr: Problem) -> tuple[list[npt.NDArray[np.int64]], list, list, list]:
@@ -218,28 +212,44 @@ class HessianOperator:
         self.cv = curvature(x, pr) if cv is None else cv
         self.idx, self.c, self.e, self.dv = _local(x, pr)
         self.pdiag, self.lowrank = _prior_diag_and_lowrank(x, pr)
+        self.t = split(x, pr)[1]
 
     def matvec(self, v: FloatArray) -> FloatArray:
-        cv, size = self.cv, self.pr.n_params
-        loc = [v[i] for i in self.idx]
-        u = sum(ci * li for ci, li in zip(self.c, loc, strict=True) if _nz(ci))
-        alpha = cv.hdd * u
-        gamma = None
-        if cv.hdv is not None and cv.hvv is not None:
-            w = sum(ei * li for ei, li in zip(self.e, loc, strict=True) if _nz(ei))
-            alpha = alpha + cv.hdv * w
-            gamma = cv.hdv * u + cv.hvv * w
+        """∇²f·v: per-term products in cache-sized chunks, then one scatter-add per slot."""
+        pr, cv = self.pr, self.cv
+        n, m = pr.n_outcomes, len(pr.a)
+        vm = v[:n]
+        hetero = cv.hdv is not None and cv.hvv is not None and cv.gv is not None
+        vt = v[n : 2 * n] if hetero else None
+        vb = v[pr.n_params - pr.n_blocks :] if pr.position else None
+        alpha = np.empty(m)
+        ga = np.empty(m) if hetero else alpha
+        gb = np.empty(m) if hetero else alpha
+        for lo in range(0, m, CHUNK):
+            hi = min(lo + CHUNK, m)
+            a, b = pr.a[lo:hi], pr.b[lo:hi]
+            u = vm[a] - vm[b]
+            if vb is not None:
+                u += vb[pr.term_block[lo:hi]]
+            if vt is None or self.t is None:
+                alpha[lo:hi] = cv.hdd[lo:hi] * u
+                continue
+            assert cv.hdv is not None and cv.hvv is not None and cv.gv is not None
+            ea, eb = 2.0 * self.t[a], 2.0 * self.t[b]
+            vta, vtb = vt[a], vt[b]
+            w = ea * vta + eb * vtb
+            hdv = cv.hdv[lo:hi]
+            alpha[lo:hi] = cv.hdd[lo:hi] * u + hdv * w
+            gamma = hdv * u + cv.hvv[lo:hi] * w
+            gv2 = 2.0 * cv.gv[lo:hi]
+            ga[lo:hi] = ea * gamma + gv2 * vta
+            gb[lo:hi] = eb * gamma + gv2 * vtb
         out = self.pdiag * v
-        for k, (ii, ci, ei) in enumerate(zip(self.idx, self.c, self.e, strict=True)):
-            contrib = alpha * ci if _nz(ci) else None
-            if gamma is not None and _nz(ei):
-                g = gamma * ei
-                contrib = g if contrib is None else contrib + g
-            if self.dv[k] and cv.gv is not None:
-                g = cv.gv * (self.dv[k] * loc[k])
-                contrib = g if contrib is None else contrib + g
-            if contrib is not None:
-                out += np.bincount(ii, contrib, size)
+        out[:n] += np.bincount(pr.a, alpha, n) - np.bincount(pr.b, alpha, n)
+        if hetero:
+            out[n : 2 * n] += np.bincount(pr.a, ga, n) + np.bincount(pr.b, gb, n)
+        if pr.position:
+            out[pr.n_params - pr.n_blocks :] += np.bincount(pr.term_block, alpha, pr.n_blocks)
         for coef, vec in self.lowrank:
             out += coef * float(vec @ v) * vec
         return out

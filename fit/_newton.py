@@ -24,7 +24,7 @@ import numpy as np
 from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from fit._core import FloatArray, Problem, Solution, _one_blas_thread, value_grad
-from fit._hessian import HessianOperator, curvature, dense_hessian
+from fit._hessian import HessianOperator, curvature, dense_hessian, value_grad_curv
 
 DENSE_LIMIT = 4096
 """Largest parameter count solved with the dense Hessian (P² doubles: 134 MB at the limit)."""
@@ -103,14 +103,13 @@ def newton(
     dense = pr.n_params <= DENSE_LIMIT
     x = np.array(x0, dtype=np.float64)
     with _one_blas_thread():
-        f, g = value_grad(x, pr)
+        f, g, cv = value_grad_curv(x, pr)
         message, converged, it = "iteration limit reached", False, 0
         while it < max_iter:
             if float(np.max(np.abs(g))) <= gtol:
                 message, converged = "gradient below gtol", True
                 break
             it += 1
-            cv = curvature(x, pr)
             if dense:
                 step = -cho_solve(_damped_cholesky(dense_hessian(x, pr, cv)), g)
             else:
@@ -120,7 +119,12 @@ def newton(
                 step, slope = -g, -float(g @ g)
             alpha = 1.0
             for _ in range(40):
-                f_new, g_new = value_grad(x + alpha * step, pr)
+                # the full step is usually accepted: evaluate its curvature in the same pass
+                if alpha == 1.0:
+                    f_new, g_new, cv_new = value_grad_curv(x + step, pr)
+                else:
+                    f_new, g_new = value_grad(x + alpha * step, pr)
+                    cv_new = None
                 if f_new <= f + 1e-4 * alpha * slope:
                     break
                 alpha *= 0.5
@@ -130,6 +134,7 @@ def newton(
             x = x + alpha * step
             decrease = f - f_new
             f, g = f_new, g_new
+            cv = cv_new if cv_new is not None else curvature(x, pr)
             if decrease <= ftol * max(abs(f), 1.0) and float(np.max(np.abs(g))) <= 10 * gtol:
                 message, converged = "relative reduction of f below ftol", True
                 break
