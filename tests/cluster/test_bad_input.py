@@ -238,3 +238,21 @@ bad_numbers = st.one_of(
 def test_drawn_bad_command_line_numbers(drawn):
     argv, number = drawn
     _check([*argv, str(number)], {})
+
+
+def test_sql_timeout_and_memory_cap_from_the_command_line(tmp_path):
+    """`valuescope sql --timeout S --memory-limit X` stop a runaway query in one line."""
+    root = tmp_path / "results"
+    root.mkdir()
+    for args, expect in (
+        (["SELECT count(*) FROM range(100000000000)", "--timeout", "0.5"], "timeout of 0.5 s"),
+        (["SELECT list(i) FROM range(200000000) t(i)", "--memory-limit", "100MB"], "memory"),
+        (["SELECT 1", "--memory-limit", "lots"], "'lots'"),
+        (["SELECT 1", "--timeout", "0"], "--timeout"),
+    ):
+        code, stderr = invoke(["sql", *args, "--root", str(root)], tmp_path)
+        assert code != 0 and expect in stderr, (args, stderr)
+        assert stderr.strip().count("\n") == 0 and "Traceback" not in stderr
+    code, _ = invoke(["sql", "SELECT 42", "--root", str(root), "--timeout", "30"], tmp_path)
+    assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results"] and not any(root.iterdir())
