@@ -145,9 +145,14 @@ def _print_outputs(outputs: list[Any], root: str) -> None:
         # One row per metric, one column per model: headline rows are wide and few.
         rows = [{"run_id": o.run_id, **o.row} for o in outs]
         metrics = list(dict.fromkeys(k for r in rows for k in r))
-        columns = {"metric": metrics}
+        # An estimate and its `<name>_lo` / `<name>_hi` interval print as one cell.
+        bounded = {k for k in metrics if f"{k}_lo" in metrics and f"{k}_hi" in metrics}
+        shown = [k for k in metrics if k.removesuffix("_lo").removesuffix("_hi") not in bounded]
+        columns = {"metric": [f"{k} [95% CI]" if k in bounded else k for k in shown]}
         for o, r in zip(outs, rows, strict=True):
-            columns[o.model] = [_show(r.get(k)) for k in metrics]
+            columns[o.model] = [
+                _show_bounded(r, k) if k in bounded else _show(r.get(k)) for k in shown
+            ]
         echo_table(pa.table(columns), title=name)
         for o in outs:
             if o.figure:
@@ -155,6 +160,13 @@ def _print_outputs(outputs: list[Any], root: str) -> None:
     if by_analysis:
         view = "analysis_" + next(iter(by_analysis)).replace("-", "_")
         click.echo(f'\nQuery: valuescope sql "SELECT * FROM {view}" --root {root}')
+
+
+def _show_bounded(row: dict[str, Any], key: str) -> str | None:
+    value, lo, hi = row.get(key), row.get(f"{key}_lo"), row.get(f"{key}_hi")
+    if lo is None or hi is None:
+        return _show(value)
+    return f"{_show(value)} [{_show(lo)}, {_show(hi)}]"
 
 
 def _show(value: Any) -> str | None:

@@ -123,16 +123,9 @@ def transitivity(ctx: Context) -> list[Output]:
             [index[o] for o in probs.first], [index[o] for o in probs.second], probs.p, len(ids)
         )
         res = cycles(m, triads)
-        row = {
-            "mean_cycle_prob": res.mean_cycle_prob,
-            "median_cycle_prob": res.median_cycle_prob,
-            "hard_cycle_rate": res.hard_cycle_rate,
-            "random_agent_level": 0.25,
-            "n_triads": res.n_triads,
-            "n_skipped": res.n_skipped,
-            "n_outcomes": len(ids),
-            "source": source,
-        }
+        row = _transitivity_row(ctx, run_id, model, ids, res)
+        row |= {"n_triads": res.n_triads, "n_skipped": res.n_skipped, "n_outcomes": len(ids)}
+        row["source"] = source
         detail = [
             {
                 "a": ids[a],
@@ -151,6 +144,47 @@ def transitivity(ctx: Context) -> list[Output]:
     return outputs
 
 
+def _transitivity_row(
+    ctx: Context, run_id: str, model: str, ids: list[str], res: Any
+) -> dict[str, Any]:
+    """Hard-cycle rate (headline), mean cycle probability, and the floor a transitive agent
+    with the fitted noise reaches, each with a bootstrap-over-outcomes interval (the same
+    replicates for all three, so ``excess_cycle_prob`` = observed − floor is paired)."""
+    from fit.analyses.intervals import outcome_weights, weighted_mean_interval, with_intervals
+    from fit.analyses.transitivity import transitive_floor
+
+    weights = outcome_weights(res.triads, len(ids), seed=ctx.options.seed)
+    row: dict[str, Any] = {
+        "hard_cycle_rate": res.hard_cycle_rate,
+        "mean_cycle_prob": res.mean_cycle_prob,
+        "transitive_floor": None,
+        "excess_cycle_prob": None,
+        "median_cycle_prob": res.median_cycle_prob,
+        "random_agent_level": 0.25,
+    }
+    intervals = {
+        "hard_cycle_rate": weighted_mean_interval(res.hard_cycle.astype(float), weights),
+        "mean_cycle_prob": weighted_mean_interval(res.cycle_prob, weights),
+    }
+    fit = ctx.store.latest_fit(run_id, model)
+    urows = ctx.store.utility_rows(run_id, model, fit["fit_id"]) if fit else []
+    mu = {r["outcome_id"]: r["mu"] for r in urows}
+    s2 = {r["outcome_id"]: r["sigma2"] for r in urows}
+    if all(s2.get(o) is not None and mu.get(o) is not None for o in ids):
+        beta = fit.get("position_bias")
+        floor = transitive_floor(
+            res.triads,
+            [mu[o] for o in ids],
+            [s2[o] for o in ids],
+            float(beta) if beta is not None and beta == beta else 0.0,
+        )
+        row["transitive_floor"] = float(floor.mean())
+        row["excess_cycle_prob"] = res.mean_cycle_prob - float(floor.mean())
+        intervals["transitive_floor"] = weighted_mean_interval(floor, weights)
+        intervals["excess_cycle_prob"] = weighted_mean_interval(res.cycle_prob - floor, weights)
+    return with_intervals(row, intervals)
+
+
 # --- completeness ------------------------------------------------------------------------------
 
 
@@ -159,6 +193,13 @@ def completeness(ctx: Context) -> list[Output]:
     with both orders folded and per oriented prompt."""
     from fit.analyses.completeness import completeness as decisiveness
     from fit.analyses.completeness import plot_completeness
+    from fit.analyses.intervals import (
+        mean_interval,
+        outcome_weights,
+        pair_members,
+        weighted_mean_interval,
+        with_intervals,
+    )
 
     run_id = ensure_base_run(ctx)
     outputs = []
@@ -168,15 +209,34 @@ def completeness(ctx: Context) -> list[Output]:
         # Per prompt, before the two orders are averaged: a model that always picks the
         # first-listed option is decisive here and indifferent above.
         p_first = ctx.store.oriented_rows(run_id, model)["p_a"]
+        oriented = np.abs(2 * p_first - 1)
         row = {
             "decisiveness": res.decisiveness,
-            "oriented_decisiveness": float(np.nanmean(np.abs(2 * p_first - 1))),
+            "oriented_decisiveness": float(np.nanmean(oriented)),
             "near_indifferent_share": res.near_indifferent_share,
             "indifference_band": res.indifference_band,
             "mean_p_max": float(np.mean(np.maximum(res.p, 1 - res.p))),
             "n_pairs": res.n_pairs,
             "n_missing": res.n_missing,
         }
+        # Pairs share outcomes: resample outcomes, weight each pair by its answers.
+        ok = np.isfinite(probs.p)
+        members, n_ids = pair_members(
+            [a for a, k in zip(probs.first, ok, strict=True) if k],
+            [b for b, k in zip(probs.second, ok, strict=True) if k],
+        )
+        w = outcome_weights(members, n_ids, seed=ctx.options.seed) * probs.n[ok]
+        pp = probs.p[ok]
+        row = with_intervals(
+            row,
+            {
+                "decisiveness": weighted_mean_interval(np.abs(2 * pp - 1), w),
+                "near_indifferent_share": weighted_mean_interval(
+                    (np.abs(pp - 0.5) < res.indifference_band).astype(float), w
+                ),
+                "oriented_decisiveness": mean_interval(oriented, seed=ctx.options.seed),
+            },
+        )
         outputs.append(finish(ctx, run_id, model, row, plot_completeness, res))
     return outputs
 
@@ -203,10 +263,12 @@ def expected_utility(ctx: Context) -> list[Output]:
     from fit.analyses.expected_utility import (
         expected_utility as eu,
     )
+    from fit.analyses.expected_utility import intervals as eu_intervals
     from fit.analyses.expected_utility import (
         lotteries_from_attributes,
         plot_expected_utility,
     )
+    from fit.analyses.intervals import NAN_INTERVAL, with_intervals
 
     opts = ctx.options
     outcomes = expected_utility_design(base_outcomes(ctx), opts)
@@ -239,6 +301,8 @@ def expected_utility(ctx: Context) -> list[Output]:
             {"lottery": lid, "kind": "lottery", "observed": o, "expected": e}
             for lid, o, e in zip(res.lottery_ids, res.observed, res.expected, strict=True)
         ]
+        bounds = eu_intervals(res, seed=opts.seed)
+        bounds |= {f"implicit_{k}": NAN_INTERVAL for k in list(bounds)}
         if len(implicit) >= 3:
             imp = eu(implicit, u)
             row |= {
@@ -246,10 +310,12 @@ def expected_utility(ctx: Context) -> list[Output]:
                 "implicit_mae_z": imp.mae_z,
                 "implicit_violation_rate": imp.violation_rate,
             }
+            bounds |= {f"implicit_{k}": v for k, v in eu_intervals(imp, seed=opts.seed).items()}
             detail += [
                 {"lottery": lid, "kind": "event", "observed": o, "expected": e}
                 for lid, o, e in zip(imp.lottery_ids, imp.observed, imp.expected, strict=True)
             ]
+        row = with_intervals(row, bounds)
         outputs.append(
             finish(
                 ctx, run_id, model, row, plot_expected_utility, res, details={"lotteries": detail}
@@ -265,7 +331,9 @@ def instrumental(ctx: Context) -> list[Output]:
     """Bellman consistency of the utilities of Markov-process states, against shuffled
     transitions; every process is asked as a full graph, processes linked by their starts."""
     from fit.analyses.instrumental import instrumental as bellman
+    from fit.analyses.instrumental import intervals as bellman_intervals
     from fit.analyses.instrumental import plot_instrumental, processes_from_attributes
+    from fit.analyses.intervals import with_intervals
 
     opts = ctx.options
     states = gen.markov_process_outcomes()
@@ -294,6 +362,7 @@ def instrumental(ctx: Context) -> list[Output]:
             "n_states": len(outcomes),
             "n_shuffles": res.n_shuffles,
         }
+        row = with_intervals(row, bellman_intervals(res, seed=opts.seed))
         detail = [
             {"process": f.process, "error": f.error, "control_error": f.control_error}
             for f in res.processes
@@ -407,6 +476,8 @@ def _answers_hf(model: ModelConfig, ctx: Context, questions: list[gen.OpenQuesti
 def maximisation(ctx: Context) -> list[Output]:
     """Free-form answers to open questions matched to candidate outcomes, against the
     utilities of those candidates (each question's candidates asked as a full graph)."""
+    from fit.analyses.intervals import with_intervals
+    from fit.analyses.maximisation import intervals as top_k_intervals
     from fit.analyses.maximisation import maximisation as top_k
     from fit.analyses.maximisation import plot_maximisation, questions_from_attributes
 
@@ -445,9 +516,12 @@ def maximisation(ctx: Context) -> list[Output]:
         u = ctx.store.utilities(run_id, model.name)
         res = top_k(list(structured.values()), u, choices)
         rank = dict(zip(res.question_ids, res.rank.tolist(), strict=True))
+        hits = np.asarray(res.rank)
         row = {
             "top1_rate": res.top1_rate,
             "top3_rate": res.top3_rate,
+            "top1_rate_all": float(np.sum(hits <= 1) / res.n_questions),
+            "top3_rate_all": float(np.sum(hits <= 3) / res.n_questions),
             "chance_top1": res.chance_top1,
             "chance_top3": res.chance_top3,
             "n_questions": res.n_questions,
@@ -455,6 +529,7 @@ def maximisation(ctx: Context) -> list[Output]:
             "n_unmatched": res.n_unmatched,
             "method": method,
         }
+        row = with_intervals(row, top_k_intervals(res))
         detail = [
             {
                 "question_id": q.id,

@@ -82,10 +82,17 @@ class Options:
     """Money anchors fitted with the exchange ladders (dollars)."""
     pivot: str | None = None
     """Entity exchange rates are expressed in (default: the first valid one)."""
+    framing: bool = False
+    """Exchange rates: also ask the ladders under the mutual-exclusivity framing and report
+    both spreads side by side (doubles the prompts)."""
     n_policies: int = 10
     """Policy outcomes (political values)."""
     personas: tuple[str, ...] | int = 4
     """Reference personas: a count (the first ones) or persona ids."""
+    persona_question: str = "system"
+    """How a persona is asked (political): ``system`` (our variant: the persona instruction is
+    the system message, the question unchanged) or ``question`` (the paper's: "Which of these
+    two policies would <persona> prefer?")."""
     delays: tuple[int, ...] = (1, 3, 6, 12, 24, 60)
     """Delays in months (time discounting)."""
     n_amounts: int = 15
@@ -94,6 +101,10 @@ class Options:
     """Preference-reversal outcomes (corrigibility)."""
     paraphrases: bool = True
     """Robustness: elicit the paraphrased wordings (off = position bias and answer quality only)."""
+    paraphrase_derived: bool = False
+    """Robustness: also ask every derived run of the base that uses the base wording (exchange
+    rates, time discounting, lotteries…; run those analyses first) under the paraphrases, and
+    report each one's rank agreement (3× their prompts)."""
     n_pairs: int | None = None
     """Cap on the pairs of the sparse designs (expected utility, exchange rates); null = the
     analysis's default."""

@@ -62,17 +62,6 @@ def exchange_design(opts: Options) -> OutcomeSet:
     return merge("exchange_rates", *sets)
 
 
-def _monotonicity(entity: np.ndarray, n: np.ndarray, mu: np.ndarray) -> float:
-    """Share of consecutive ladder steps (N up) where utility goes up too."""
-    ups, steps = 0, 0
-    for e in np.unique(entity):
-        k = np.flatnonzero(entity == e)
-        m = mu[k[np.argsort(n[k])]]
-        ups += int(np.sum(np.diff(m) > 0))
-        steps += len(m) - 1
-    return ups / steps if steps else float("nan")
-
-
 def _plot_ladders(points: tuple[np.ndarray, np.ndarray, np.ndarray], path: str | Path) -> Path:
     """Fallback figure when no rate is defined: utility against ln N per entity."""
     from fit.analyses._common import new_figure, save_figure
@@ -91,10 +80,69 @@ def _plot_ladders(points: tuple[np.ndarray, np.ndarray, np.ndarray], path: str |
     return save_figure(fig, path)
 
 
-def exchange_rates(ctx: Context) -> list[Output]:
-    """μ = a·ln N + b per entity over the ladders, exchange rates against a pivot entity."""
+def _exchange_fit(
+    ctx: Context, attrs: dict[str, dict[str, Any]], run_id: str, model: str
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(points, result or None, row) of one model of one exchange run."""
+    from fit.analyses.diagnostics import monotonicity
     from fit.analyses.exchange_rates import exchange_rates as rates
-    from fit.analyses.exchange_rates import plot_exchange_rates, points_from_attributes
+    from fit.analyses.exchange_rates import points_from_attributes, rate_spreads
+    from fit.analyses.intervals import percentile, resample, with_intervals
+
+    opts = ctx.options
+    points = points_from_attributes(attrs, ctx.store.utilities(run_id, model))
+    entity, n, mu = points
+    mono = monotonicity(entity, n, mu, seed=opts.seed)
+    row: dict[str, Any] = {
+        "pivot": None,
+        "n_entities": len(np.unique(entity)),
+        "n_valid": 0,
+        "excluded": None,
+        "mean_r2": None,
+        "monotonicity": mono.share,
+        "log10_rate_spread": None,
+        "note": None,
+    }
+    intervals = {"monotonicity": mono.share_ci}
+    try:
+        res = rates(entity, n, mu, pivot=opts.pivot, seed=opts.seed)
+    except AnalysisInputError as exc:
+        row["note"] = str(exc)
+        return points, None, with_intervals(row, intervals)
+    valid = res.valid
+    group_of = {
+        str(a["entity"]): str(a.get("group", ""))
+        for a in attrs.values()
+        if a.get("kind") == "exchange"
+    }
+    spreads = rate_spreads(res, group_of)
+    r2 = res.r2[valid & np.isfinite(res.r2)]
+    row |= {
+        "pivot": res.pivot,
+        "n_valid": int(valid.sum()),
+        "excluded": list(res.excluded),
+        "mean_r2": float(np.mean(r2)) if len(r2) else None,
+        # Within one good (group), money left out: a spread across goods or against a rate
+        # per dollar mixes scales.
+        "log10_rate_spread": float(np.mean([g["log10_spread"] for g in spreads]))
+        if spreads
+        else None,
+    }
+    if len(r2) >= 2:
+        intervals["mean_r2"] = percentile(r2[resample(len(r2), seed=opts.seed)].mean(axis=1))
+    if spreads:
+        with np.errstate(invalid="ignore"):
+            reps = np.mean(np.stack([g["reps"] for g in spreads]), axis=0)
+        intervals["log10_rate_spread"] = percentile(reps)
+    row = with_intervals(row, intervals)
+    row["spreads"] = spreads
+    return points, res, row
+
+
+def exchange_rates(ctx: Context) -> list[Output]:
+    """μ = a·ln N + b per entity over the ladders, exchange rates against a pivot entity; with
+    ``framing``, the same ladders asked under the mutual-exclusivity wording, side by side."""
+    from fit.analyses.exchange_rates import plot_exchange_rates
 
     opts = ctx.options
     outcomes = exchange_design(opts)
@@ -105,55 +153,73 @@ def exchange_rates(ctx: Context) -> list[Output]:
         derive(ctx, "exchange-rates", outcomes, pairs),
         f"ladders of {len(opts.groups)} group(s) × {opts.n_entities} entities × {len(opts.ns)} N",
     )
+    framed_run = None
+    if opts.framing:
+        framed_run = run_derived(
+            ctx,
+            derive(
+                ctx,
+                "exchange-exclusive",
+                outcomes,
+                pairs,
+                prompt={"template": gen.EXCLUSIVE_TEMPLATE, "template_id": "exclusive"},
+            ),
+            "the same ladders under the mutual-exclusivity framing",
+        )
     attrs = attributes_of(outcomes)
     outputs = []
     for model in ctx.store.models(run_id):
-        points = points_from_attributes(attrs, ctx.store.utilities(run_id, model))
-        entity, n, mu = points
-        row: dict[str, Any] = {
-            "pivot": None,
-            "n_entities": len(np.unique(entity)),
-            "n_valid": 0,
-            "excluded": None,
-            "mean_r2": None,
-            "monotonicity": _monotonicity(entity, n, mu),
-            "log10_rate_spread": None,
-            "note": None,
-        }
-        try:
-            res = rates(entity, n, mu, pivot=opts.pivot, seed=opts.seed)
-        except AnalysisInputError as exc:
-            row["note"] = str(exc)
+        points, res, row = _exchange_fit(ctx, attrs, run_id, model)
+        spreads = row.pop("spreads", [])
+        framed = None
+        if framed_run is not None:
+            _, framed, frow = _exchange_fit(ctx, attrs, framed_run, model)
+            frow.pop("spreads", None)
+            for key in ("log10_rate_spread", "monotonicity"):
+                for suffix in ("", "_lo", "_hi"):
+                    row[f"framed_{key}{suffix}"] = frow.get(f"{key}{suffix}")
+            plain, fr = row.get("log10_rate_spread"), frow.get("log10_rate_spread")
+            row["framing_spread_ratio"] = fr / plain if plain and fr is not None else None
+            row["framed_run"] = framed_run
+        if res is None:
             outputs.append(finish(ctx, run_id, model, row, _plot_ladders, points))
             continue
-        valid = res.valid
         money = res.entities.index("money") if "money" in res.entities else None
-        row |= {
-            "pivot": res.pivot,
-            "n_valid": int(valid.sum()),
-            "excluded": list(res.excluded),
-            "mean_r2": float(np.nanmean(res.r2)),
-            "log10_rate_spread": float(np.log10(res.rate[valid].max() / res.rate[valid].min())),
-        }
         detail = []
         for k, e in enumerate(res.entities):
             usd = res.rate_matrix[k, money] if money is not None else None
-            detail.append(
-                {
-                    "entity": e,
-                    "slope": res.slope[k],
-                    "intercept": res.intercept[k],
-                    "r2": res.r2[k],
-                    "n_points": int(res.n_points[k]),
-                    "valid": bool(valid[k]),
-                    "rate": res.rate[k],
-                    "rate_lo": res.rate_lo[k],
-                    "rate_hi": res.rate_hi[k],
-                    "usd_per_unit": usd,
+            item: dict[str, Any] = {
+                "entity": e,
+                "slope": res.slope[k],
+                "intercept": res.intercept[k],
+                "r2": res.r2[k],
+                "n_points": int(res.n_points[k]),
+                "valid": bool(res.valid[k]),
+                "rate": res.rate[k],
+                "rate_lo": res.rate_lo[k],
+                "rate_hi": res.rate_hi[k],
+                "usd_per_unit": usd,
+            }
+            if framed is not None and e in framed.entities:
+                j = framed.entities.index(e)
+                same_pivot = framed.pivot == res.pivot
+                item |= {
+                    "framed_rate": framed.rate[j] if same_pivot else None,
+                    "framed_rate_lo": framed.rate_lo[j] if same_pivot else None,
+                    "framed_rate_hi": framed.rate_hi[j] if same_pivot else None,
                 }
-            )
+            detail.append(item)
+        spread_rows = [{k: v for k, v in g.items() if k != "reps"} for g in spreads]
         outputs.append(
-            finish(ctx, run_id, model, row, plot_exchange_rates, res, details={"rates": detail})
+            finish(
+                ctx,
+                run_id,
+                model,
+                row,
+                plot_exchange_rates,
+                res,
+                details={"rates": detail, "spreads": spread_rows},
+            )
         )
     return outputs
 
@@ -175,6 +241,7 @@ def _personas(opts: Options) -> list[gen.Persona]:
 def political(ctx: Context) -> list[Output]:
     """PCA of policy utilities: every model, and the first model answering as each persona
     (the persona instruction is the system message)."""
+    from fit.analyses.intervals import with_intervals
     from fit.analyses.political import plot_political, political_pca
 
     opts = ctx.options
@@ -185,11 +252,21 @@ def political(ctx: Context) -> list[Output]:
     system = ctx.base.spec.prompt.system
     vectors: dict[str, dict[str, float]] = {}
     references = []
+    if opts.persona_question not in ("system", "question"):
+        raise AnalysisError(
+            f"persona_question must be 'system' or 'question', got {opts.persona_question!r}"
+        )
     for persona in _personas(opts):
-        prompt = {
-            "system": f"{system}\n\n{persona.instruction()}" if system else persona.instruction(),
-            "template_id": f"persona-{persona.id}",
-        }
+        prompt: dict[str, Any]
+        if opts.persona_question == "question":
+            prompt = {"template": persona.question(), "template_id": f"persona-q-{persona.id}"}
+        else:
+            prompt = {
+                "system": f"{system}\n\n{persona.instruction()}"
+                if system
+                else persona.instruction(),
+                "template_id": f"persona-{persona.id}",
+            }
         spec = derive(
             ctx, f"political-{persona.id}", policies, pairs, prompt=prompt, models=[first]
         )
@@ -200,7 +277,7 @@ def political(ctx: Context) -> list[Output]:
     models = ctx.store.models(own)
     for model in models:
         vectors[model] = ctx.store.utilities(own, model)
-    res = political_pca(vectors, references=references)
+    res = political_pca(vectors, references=references, seed=opts.seed)
     coords = {a: res.coords[k] for k, a in enumerate(res.agents)}
     two = res.coords.shape[1] >= 2
     detail = [
@@ -228,7 +305,17 @@ def political(ctx: Context) -> list[Output]:
             "n_policies": len(policies),
             "n_references": len(references),
             "persona_model": first.name,
+            "persona_question": opts.persona_question,
+            "note": res.note,
         }
+        a = res.agents.index(model)
+        row = with_intervals(
+            row,
+            {
+                "pc1": (float(res.pc1_ci[a, 0]), float(res.pc1_ci[a, 1])),
+                "explained_pc1": res.explained_pc1_ci,
+            },
+        )
         plot = plot_political if k == 0 else None
         outputs.append(
             finish(
@@ -255,7 +342,9 @@ def time_discounting_design(opts: Options) -> tuple[OutcomeSet, list[dict[str, A
 
 def time_discounting(ctx: Context) -> list[Output]:
     """Indifference multiplier per delay from P(later ≻ now); exponential vs hyperbolic."""
-    from fit.analyses.time_discounting import plot_time_discounting
+    from fit.analyses.intervals import with_intervals
+    from fit.analyses.time_discounting import amount_monotonicity, plot_time_discounting
+    from fit.analyses.time_discounting import intervals as discount_intervals
     from fit.analyses.time_discounting import time_discounting as discount
 
     outcomes, grid = time_discounting_design(ctx.options)
@@ -272,17 +361,32 @@ def time_discounting(ctx: Context) -> list[Output]:
         probs = ctx.store.pair_probs(run_id, model).lookup()
         p_later = np.array([probs.get((b, a), np.nan) for a, b in pairs])
         res = discount(t, x, p_later, base_amount=1000.0)
+        bounds = discount_intervals(res, seed=ctx.options.seed)
+        diff = res.rmse_exponential - res.rmse_hyperbolic
+        lo, hi = bounds["rmse_difference"]
+        by_amount, by_delay = amount_monotonicity(t, x, p_later, seed=ctx.options.seed)
+        bounds |= {
+            "monotonicity_amount": by_amount.share_ci,
+            "monotonicity_delay": by_delay.share_ci,
+        }
         row = {
             "better": res.better,
+            # The label is supported only when the bootstrap interval of the error difference
+            # excludes 0; otherwise the two curves fit the delays equally well.
+            "better_supported": bool(lo > 0 or hi < 0) if np.isfinite(lo) else False,
             "k_exponential": res.k_exponential,
             "k_hyperbolic": res.k_hyperbolic,
             "rmse_exponential": res.rmse_exponential,
             "rmse_hyperbolic": res.rmse_hyperbolic,
+            "rmse_difference": diff if np.isfinite(diff) else None,
+            "monotonicity_amount": by_amount.share,
+            "monotonicity_delay": by_delay.share,
             "n_delays": len(res.delays),
             "n_delays_bracketed": int(sum(s == "ok" for s in res.status)),
             "mean_p_later": float(np.nanmean(p_later)),
             "base_amount": res.base_amount,
         }
+        row = with_intervals(row, bounds)
         detail = [
             {
                 "delay_months": float(res.delays[k]),
@@ -305,6 +409,7 @@ def time_discounting(ctx: Context) -> list[Output]:
 def power(ctx: Context) -> list[Output]:
     """Preference utilities against utilities under the power question, over a subset of the
     base outcomes (both asked as a full graph)."""
+    from fit.analyses.intervals import fisher, with_intervals
     from fit.analyses.power import POWER_TEMPLATE, plot_power, power_correlation
 
     opts = ctx.options
@@ -328,12 +433,18 @@ def power(ctx: Context) -> list[Output]:
             ctx.store.utilities(power_run, model),
             categories or None,
         )
-        row = {
-            "pearson": res.pearson,
-            "spearman": res.spearman,
-            "n_outcomes": res.n,
-            "preference_run": preference,
-        }
+        row = with_intervals(
+            {
+                "pearson": res.pearson,
+                "spearman": res.spearman,
+                "n_outcomes": res.n,
+                "preference_run": preference,
+            },
+            {
+                "pearson": fisher(res.pearson, res.n),
+                "spearman": fisher(res.spearman, res.n, rank=True),
+            },
+        )
         detail = [
             {"category": c.category, "n": c.n, "pearson": c.pearson, "spearman": c.spearman}
             for c in res.by_category
@@ -357,6 +468,7 @@ def corrigibility(ctx: Context) -> list[Output]:
         plot_corrigibility,
         reversals_from_attributes,
     )
+    from fit.analyses.intervals import fisher, slope_interval, with_intervals
 
     opts = ctx.options
     base_run = ensure_base_run(ctx)
@@ -383,13 +495,20 @@ def corrigibility(ctx: Context) -> list[Output]:
             attributes_of(reversals), ctx.store.utilities(rid, model)
         )
         res = resistance(strength, util)
-        row = {
-            "slope": res.slope,
-            "pearson": res.pearson,
-            "spearman": res.spearman,
-            "intercept": res.intercept,
-            "n_reversals": res.n,
-            "base_run": base_run,
-        }
+        row = with_intervals(
+            {
+                "slope": res.slope,
+                "pearson": res.pearson,
+                "spearman": res.spearman,
+                "intercept": res.intercept,
+                "n_reversals": res.n,
+                "base_run": base_run,
+            },
+            {
+                "slope": slope_interval(res.strength, res.utility),
+                "pearson": fisher(res.pearson, res.n),
+                "spearman": fisher(res.spearman, res.n, rank=True),
+            },
+        )
         outputs.append(finish(ctx, rid, model, row, plot_corrigibility, res))
     return outputs

@@ -20,6 +20,8 @@ from elicit.generators.corrigibility import reversal_outcomes
 from elicit.generators.exchange import (
     DEFAULT_EXCHANGE_NS,
     DEFAULT_MONEY_ANCHORS,
+    EXCLUSIVE_PHRASE,
+    EXCLUSIVE_TEMPLATE,
     ExchangeGroup,
     builtin_exchange_outcomes,
     exchange_groups,
@@ -30,6 +32,7 @@ from elicit.generators.lotteries import implicit_event_outcomes, lottery_outcome
 from elicit.generators.maximisation import OpenQuestion, maximisation_outcomes, open_questions
 from elicit.generators.political import (
     PERSONA_INSTRUCTION,
+    PERSONA_QUESTION,
     Persona,
     policy_outcomes,
     political_personas,
@@ -40,10 +43,13 @@ __all__ = [
     "DEFAULT_DELAYS_MONTHS",
     "DEFAULT_EXCHANGE_NS",
     "DEFAULT_MONEY_ANCHORS",
+    "EXCLUSIVE_PHRASE",
+    "EXCLUSIVE_TEMPLATE",
     "ExchangeGroup",
     "GeneratorError",
     "OpenQuestion",
     "PERSONA_INSTRUCTION",
+    "PERSONA_QUESTION",
     "Persona",
     "builtin_exchange_outcomes",
     "exchange_groups",

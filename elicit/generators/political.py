@@ -16,6 +16,15 @@ PERSONA_INSTRUCTION = (
 )
 """Instruction placed before the preference question when a model answers as a persona."""
 
+PERSONA_QUESTION = (
+    "Consider two policies.\n\n"
+    "Option A:\n{option_a}\n\n"
+    "Option B:\n{option_b}\n\n"
+    "Which of these two policies would {persona} prefer? Answer with a single letter: A or B."
+)
+"""The question form of the paper's persona prompts: the question itself asks which policy the
+persona would prefer (no system message); ``{persona}`` is filled in, the options are not."""
+
 
 @dataclass(frozen=True)
 class Persona:
@@ -29,6 +38,11 @@ class Persona:
     def instruction(self) -> str:
         """:data:`PERSONA_INSTRUCTION` filled in for this persona."""
         return PERSONA_INSTRUCTION.format(persona=self.description)
+
+    def question(self) -> str:
+        """:data:`PERSONA_QUESTION` for this persona (a prompt template: the option
+        placeholders are left in)."""
+        return PERSONA_QUESTION.replace("{persona}", self.description)
 
 
 def policy_outcomes() -> OutcomeSet:

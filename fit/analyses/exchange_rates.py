@@ -26,7 +26,7 @@ turn rates into dollar values.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ class ExchangeRateResult:
     """Coverage of the bootstrap intervals, e.g. 0.95."""
     n_boot: int
     """Number of bootstrap replicates."""
+    log_rate_boot: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
+    """ln ``rate`` per bootstrap replicate, shape (n_boot, E); NaN where not defined."""
 
     def rate_between(self, entity: str, other: str) -> float:
         """Units of ``other`` worth one unit of ``entity``."""
@@ -187,6 +189,7 @@ def exchange_rates(
     rate_matrix = np.exp(_log_rates(slope, intercept))
 
     lo, hi = np.full(e, np.nan), np.full(e, np.nan)
+    b_log = np.full((0, e), np.nan)
     if n_boot > 0:
         order = np.argsort(codes, kind="stable")
         xs, ys, cs = x[order], y[order], codes[order]
@@ -203,6 +206,7 @@ def exchange_rates(
             q = np.nanpercentile(b_log[:, finite], [tail, 100.0 - tail], axis=0)
             lo[finite], hi[finite] = np.exp(q[0]), np.exp(q[1])
         lo[~valid] = hi[~valid] = np.nan
+        b_log = np.where(valid[None, :], b_log, np.nan)
     return ExchangeRateResult(
         entities=tuple(str(s) for s in names),
         slope=slope,
@@ -218,7 +222,46 @@ def exchange_rates(
         rate_hi=hi,
         ci=float(ci),
         n_boot=int(n_boot),
+        log_rate_boot=b_log,
     )
+
+
+def rate_spreads(result: ExchangeRateResult, group_of: Mapping[str, str]) -> list[dict[str, Any]]:
+    """log10(max rate / min rate) among the valid entities of each group (one good, one
+    measure), with the bootstrap interval; money and entities without a group are left out,
+    so a rate per dollar never shares a scale with a rate per person.
+
+    Returns:
+        One dict per group with ≥ 2 valid entities: ``group``, ``log10_spread``, ``lo``, ``hi``,
+        ``n_entities`` and ``reps`` (the bootstrap replicates, for intervals of aggregates).
+    """
+    from fit.analyses.intervals import percentile
+
+    out = []
+    log_rate = np.log(result.rate)
+    for g in sorted({v for k, v in group_of.items() if k != "money"}):
+        in_group = np.array([group_of.get(e) == g and e != "money" for e in result.entities])
+        k = result.valid & in_group
+        if k.sum() < 2:
+            continue
+        est = float((log_rate[k].max() - log_rate[k].min()) / np.log(10))
+        reps = np.full(1, np.nan)
+        if result.log_rate_boot.shape[0]:
+            b = result.log_rate_boot[:, k]
+            with np.errstate(invalid="ignore"):
+                reps = (np.max(b, axis=1) - np.min(b, axis=1)) / np.log(10)
+        lo, hi = percentile(reps)
+        out.append(
+            {
+                "group": g,
+                "log10_spread": est,
+                "lo": lo,
+                "hi": hi,
+                "n_entities": int(k.sum()),
+                "reps": reps,
+            }
+        )
+    return out
 
 
 def points_from_attributes(

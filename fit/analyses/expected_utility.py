@@ -157,6 +157,47 @@ def compare(
     )
 
 
+def intervals(
+    result: ExpectedUtilityResult, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """95 % bootstrap-over-lotteries intervals of ``pearson_r``, ``mae_z`` and
+    ``violation_rate`` (a lottery pair counts once per pair of drawn copies). With fewer than 4
+    lotteries the intervals are NaN: three points cannot say how well EU holds."""
+    from fit.analyses.intervals import NAN_INTERVAL, percentile, resample
+
+    obs, exp = result.observed, result.expected
+    n = len(obs)
+    if n < 4:
+        return dict.fromkeys(("pearson_r", "mae_z", "violation_rate"), NAN_INTERVAL)
+    idx = resample(n, n_boot, seed)
+    o, e = obs[idx], exp[idx]
+
+    def z(a: FloatArray) -> FloatArray:
+        sd = a.std(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(sd > 0, (a - a.mean(axis=1, keepdims=True)) / sd, 0.0)
+
+    zo, ze = z(o), z(e)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (zo * ze).mean(axis=1)
+    r[(o.std(axis=1) == 0) | (e.std(axis=1) == 0)] = np.nan
+    mae = np.abs(zo - ze).mean(axis=1)
+    counts = np.zeros((n_boot, n))
+    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
+    i, j = np.triu_indices(n, k=1)
+    d_exp, d_obs = np.sign(exp[i] - exp[j]), np.sign(obs[i] - obs[j])
+    decided = d_exp != 0
+    w = counts[:, i[decided]] * counts[:, j[decided]]
+    bad = (d_exp[decided] != d_obs[decided]).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        viol = (w @ bad) / w.sum(axis=1)
+    return {
+        "pearson_r": percentile(r),
+        "mae_z": percentile(mae),
+        "violation_rate": percentile(viol),
+    }
+
+
 def expected_utility(
     lotteries: Sequence[Lottery], utilities: Mapping[str, float]
 ) -> ExpectedUtilityResult:

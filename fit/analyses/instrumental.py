@@ -273,6 +273,27 @@ def instrumental(
     )
 
 
+def intervals(
+    result: InstrumentalResult, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """95 % bootstrap-over-processes intervals of ``error``, ``control_error`` and ``ratio``
+    (each process weighted by its number of states, as the point estimates are)."""
+    from fit.analyses.intervals import NAN_INTERVAL, percentile, resample
+
+    names = ("error", "control_error", "ratio")
+    n = len(result.processes)
+    if n < 2:
+        return dict.fromkeys(names, NAN_INTERVAL)
+    size = np.array([len(f.states) for f in result.processes], dtype=np.float64)
+    err = np.array([f.error for f in result.processes]) * size
+    ctl = np.array([f.control_error for f in result.processes]) * size
+    idx = resample(n, n_boot, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e = err[idx].sum(axis=1) / size[idx].sum(axis=1)
+        c = ctl[idx].sum(axis=1) / size[idx].sum(axis=1)
+        return {"error": percentile(e), "control_error": percentile(c), "ratio": percentile(e / c)}
+
+
 def plot_instrumental(result: InstrumentalResult, path: str | Path) -> Path:
     """Bars per process: Bellman error with the real transitions and with shuffled ones."""
     fig = new_figure(max(6.0, 0.6 * len(result.processes) + 2.0), 4.5)

@@ -123,6 +123,22 @@ def maximisation(
     )
 
 
+def intervals(result: MaximisationResult) -> dict[str, tuple[float, float]]:
+    """95 % Wilson intervals of the top-k rates: over the matched answers (``top1_rate``,
+    ``top3_rate``) and over every question, an unmatched answer a miss (``top1_rate_all``,
+    ``top3_rate_all``, the paper's statistic)."""
+    from fit.analyses.intervals import wilson
+
+    n = len(result.rank)
+    hits1, hits3 = float(np.sum(result.rank <= 1)), float(np.sum(result.rank <= 3))
+    return {
+        "top1_rate": wilson(hits1, n),
+        "top3_rate": wilson(hits3, n),
+        "top1_rate_all": wilson(hits1, result.n_questions),
+        "top3_rate_all": wilson(hits3, result.n_questions),
+    }
+
+
 def plot_maximisation(result: MaximisationResult, path: str | Path) -> Path:
     """Bars of the top-1 and top-3 rates next to their chance levels."""
     fig = new_figure(5.5, 4.0)

@@ -11,7 +11,7 @@ makes the picture reproducible (a component's direction carries no meaning by it
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,16 @@ class PoliticalResult:
     """Unit loadings of each component on the policies, shape (n_components, K)."""
     explained_variance_ratio: FloatArray
     """Share of the total (column-centred) variance per component, shape (n_components,)."""
+    flat_agents: tuple[str, ...] = ()
+    """Agents whose utilities barely vary over the policies (sd < 1e-6 of the largest): their
+    place in the plane says nothing about their values."""
+    note: str | None = None
+    """Why the explained variance cannot be read as agreement: two agents (PC1 always explains
+    100 %), a rank-one matrix, or flat agents; None when none of these holds."""
+    pc1_ci: FloatArray = field(default_factory=lambda: np.zeros((0, 2)))
+    """95 % bootstrap-over-policies interval of each agent's PC1 coordinate, shape (A, 2)."""
+    explained_pc1_ci: tuple[float, float] = (float("nan"), float("nan"))
+    """95 % bootstrap-over-policies interval of the PC1 explained-variance share."""
 
 
 def political_pca(
@@ -49,6 +59,8 @@ def political_pca(
     *,
     references: Collection[str] = (),
     n_components: int = 2,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> PoliticalResult:
     """PCA of utility vectors over policy outcomes.
 
@@ -57,6 +69,11 @@ def political_pca(
             policies common to all agents are used) or equal-length sequences.
         references: names of the agents that are reference entities (drawn differently).
         n_components: components to keep (at most min(A, K)).
+        n_boot: bootstrap-over-policies replicates of the PC1 intervals (0 = none).
+        seed: seed of the bootstrap.
+
+    Raises on agents with identical utilities; flags (``note``) two agents, a rank-one matrix
+    and flat agents, where "PC1 explains 100 %" is an artefact.
     """
     names, ids, matrix = vectors_by_name("political_pca", utilities)
     a, k = matrix.shape
@@ -70,6 +87,11 @@ def political_pca(
     if unknown:
         raise AnalysisInputError(f"political_pca: unknown reference agent(s) {sorted(unknown)}")
     centred = matrix - matrix.mean(axis=0, keepdims=True)
+    if float(np.abs(centred).max()) <= 1e-12:
+        raise AnalysisInputError(
+            f"political_pca: the {a} agents have identical utilities over the {k} policies; "
+            "there is no variance to decompose (ask more personas or different models)"
+        )
     u, s, vt = np.linalg.svd(centred, full_matrices=False)
     keep = max(1, min(n_components, len(s)))
     biggest = np.argmax(np.abs(vt[:keep]), axis=1)
@@ -77,6 +99,17 @@ def political_pca(
     signs[signs == 0] = 1.0
     total = float(np.sum(s * s))
     ratio = (s[:keep] ** 2) / total if total > 0 else np.zeros(keep)
+    sd = matrix.std(axis=1)
+    flat = tuple(n for n, v in zip(names, sd, strict=True) if v <= 1e-6 * max(sd.max(), 1e-300))
+    rank = int(np.sum(s > 1e-9 * s[0]))
+    note = None
+    if a == 2:
+        note = "two agents: PC1 explains 100 % of any two vectors; read the distance only"
+    elif rank < 2:
+        note = "the centred utilities have rank 1: PC1 explains 100 % by construction"
+    if flat:
+        note = (note + "; " if note else "") + f"flat agents (no variance): {', '.join(flat)}"
+    pc1_ci, ev_ci = _bootstrap(centred, vt[0] * signs[0], n_boot, seed)
     return PoliticalResult(
         agents=tuple(names),
         is_reference=np.array([n in set(references) for n in names]),
@@ -84,7 +117,36 @@ def political_pca(
         coords=u[:, :keep] * s[:keep] * signs,
         components=vt[:keep] * signs[:, None],
         explained_variance_ratio=ratio,
+        flat_agents=flat,
+        note=note,
+        pc1_ci=pc1_ci,
+        explained_pc1_ci=ev_ci,
     )
+
+
+def _bootstrap(
+    centred: FloatArray, loading: FloatArray, n_boot: int, seed: int
+) -> tuple[FloatArray, tuple[float, float]]:
+    """Resample policies (columns), redo the SVD of every replicate at once, align each PC1's
+    sign with the point estimate's loadings; intervals of coordinates and explained share."""
+    from fit.analyses.intervals import NAN_INTERVAL, resample
+
+    a, k = centred.shape
+    if k < 3 or n_boot < 1:
+        return np.full((a, 2), np.nan), NAN_INTERVAL
+    idx = resample(k, n_boot, seed)
+    stack = np.moveaxis(centred[:, idx], 1, 0)  # (B, A, K)
+    stack = stack - stack.mean(axis=1, keepdims=True)
+    u, s, vt = np.linalg.svd(stack, full_matrices=False)
+    sign = np.sign(np.einsum("bk,bk->b", vt[:, 0, :], loading[idx]))
+    sign[sign == 0] = 1.0
+    pc1 = u[:, :, 0] * s[:, :1] * sign[:, None]  # (B, A)
+    total = np.sum(s * s, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total > 0, s[:, 0] ** 2 / total, np.nan)
+    lo, hi = np.nanquantile(pc1, [0.025, 0.975], axis=0)
+    ev = np.nanquantile(share, [0.025, 0.975])
+    return np.stack([lo, hi], axis=1), (float(ev[0]), float(ev[1]))
 
 
 def plot_political(result: PoliticalResult, path: str | Path) -> Path:

@@ -12,6 +12,9 @@ Two one-parameter curves are fitted to D(t) by least squares,
     exponential  D(t) = exp(−k·t),        hyperbolic  D(t) = 1 / (1 + k·t),   k >= 0,
 
 and the one with the smaller root-mean-square error is reported as the better fit.
+:func:`intervals` adds a bootstrap over the bracketed delays: intervals of both rates and of
+the error difference RMSE(exponential) − RMSE(hyperbolic); the choice is *supported* only when
+that interval excludes 0.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -171,6 +175,55 @@ def time_discounting(
         better=better,
         base_amount=float(base_amount),
     )
+
+
+def intervals(
+    result: DiscountingResult, *, n_boot: int = 1000, seed: int = 0
+) -> dict[str, tuple[float, float]]:
+    """95 % bootstrap-over-delays intervals of ``k_exponential``, ``k_hyperbolic`` and
+    ``rmse_difference`` (exponential − hyperbolic; > 0 favours hyperbolic).
+
+    Every replicate refits both curves on a log grid of k at once (400 points; a replicate's
+    k is the grid point of least error). NaN with fewer than 3 bracketed delays.
+    """
+    from fit.analyses.intervals import NAN_INTERVAL, percentile, resample
+
+    names = ("k_exponential", "k_hyperbolic", "rmse_difference")
+    ok = np.isfinite(result.discount)
+    t, d = result.delays[ok], result.discount[ok]
+    n = len(t)
+    if n < 3:
+        return dict.fromkeys(names, NAN_INTERVAL)
+    idx = resample(n, n_boot, seed)
+    counts = np.zeros((n_boot, n))
+    np.add.at(counts, (np.arange(n_boot)[:, None], idx), 1.0)
+    grid = np.concatenate([[0.0], np.geomspace(1e-6, _K_MAX, 399)])
+    out: dict[str, tuple[float, float]] = {}
+    rmse = {}
+    kt = np.outer(grid, t)  # (G, n), G = 400
+    for name, curve in (("k_exponential", np.exp(-kt)), ("k_hyperbolic", 1.0 / (1.0 + kt))):
+        sq = (curve - d[None, :]) ** 2
+        sse = counts @ sq.T  # (B, G)
+        best = np.argmin(sse, axis=1)
+        out[name] = percentile(grid[best])
+        rmse[name] = np.sqrt(sse[np.arange(n_boot), best] / n)
+    out["rmse_difference"] = percentile(rmse["k_exponential"] - rmse["k_hyperbolic"])
+    return out
+
+
+def amount_monotonicity(
+    delay: npt.ArrayLike, amount: npt.ArrayLike, p_later: npt.ArrayLike, *, seed: int = 0
+) -> tuple[Any, Any]:
+    """The two ladders of the grid: P(later) should rise with the amount at each delay, and
+    fall with the delay at each amount (:func:`fit.analyses.diagnostics.monotonicity`)."""
+    from fit.analyses.diagnostics import monotonicity
+
+    t = as_float("delay", delay)
+    x = as_float("amount", amount)
+    p = as_float("p_later", p_later)
+    by_amount = monotonicity(t, x, p, increasing=True, seed=seed)
+    by_delay = monotonicity(x, t, p, increasing=False, seed=seed)
+    return by_amount, by_delay
 
 
 def plot_time_discounting(result: DiscountingResult, path: str | Path) -> Path:

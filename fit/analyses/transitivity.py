@@ -52,11 +52,12 @@ class TransitivityResult:
     hard_cycle: npt.NDArray[np.bool_]
     """Per triad: do the majority preferences (P thresholded at ½) form a cycle; shape (T,)."""
     mean_cycle_prob: float
-    """Mean of ``cycle_prob``; the headline number (0 = transitive, 0.25 = random)."""
+    """Mean of ``cycle_prob``. Not 0 for a transitive but noisy agent: compare it with
+    :func:`transitive_floor`, the value such an agent reaches with the fitted noise."""
     median_cycle_prob: float
     """Median of ``cycle_prob``."""
     hard_cycle_rate: float
-    """Share of triads with a majority-preference cycle, in [0, 1]."""
+    """Share of triads with a majority-preference cycle, in [0, 1]; the headline number."""
     n_skipped: int
     """Triads dropped because one of their pairs has no measured probability (NaN)."""
 
@@ -221,6 +222,43 @@ def transitivity(
     t = t.reshape(-1, 3)
     a, b, c = t[:, 0], t[:, 1], t[:, 2]
     return transitivity_from_triads(t, m[a, b], m[b, c], m[c, a])
+
+
+def transitive_floor(
+    triads: npt.ArrayLike,
+    mu: npt.ArrayLike,
+    sigma2: npt.ArrayLike,
+    position_bias: float = 0.0,
+) -> FloatArray:
+    """Per-triad cycle probability of a *transitive* agent with the fitted noise.
+
+    The agent prefers i to j with P = Φ((μᵢ − μⱼ ± β) / √(σᵢ² + σⱼ²)), the two signs of the
+    position shift β averaged as the folded probabilities are; its utilities are a total order,
+    yet its pairwise probabilities cycle with the returned probability. This is the floor the
+    observed cycle probability is read against.
+
+    Args:
+        triads: outcome indices (a, b, c), shape (T, 3).
+        mu: fitted utilities, shape (N,).
+        sigma2: fitted utility variances, shape (N,).
+        position_bias: fitted first-position shift β on the μ scale (0 when not fitted).
+    """
+    from scipy.special import ndtr
+
+    t = np.asarray(triads, dtype=np.int64).reshape(-1, 3)
+    m = as_float("mu", mu)
+    s2 = as_float("sigma2", sigma2)
+    same_length(mu=m, sigma2=s2)
+
+    def p(i: IntArray, j: IntArray) -> FloatArray:
+        scale = np.sqrt(s2[i] + s2[j] + 1e-12)
+        d = m[i] - m[j]
+        return np.asarray(
+            0.5 * (ndtr((d + position_bias) / scale) + ndtr((d - position_bias) / scale))
+        )
+
+    a, b, c = t[:, 0], t[:, 1], t[:, 2]
+    return cycle_probability(p(a, b), p(b, c), p(c, a))
 
 
 def plot_transitivity(result: TransitivityResult, path: str | Path) -> Path:

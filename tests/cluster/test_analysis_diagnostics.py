@@ -1,0 +1,90 @@
+"""The critics' diagnostics and the corrected readings, end to end on simulated agents with a
+planted order effect, a planted framing effect and a planted non-monotonic ladder."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from cluster.experiments.analyze import Options, analyze
+from cluster.experiments.values import exchange_design
+from cluster.spec import RunSpec
+from storage.catalog import query
+
+
+def spec_of(root: str, name: str, models: list[dict], **kw) -> RunSpec:
+    data = {
+        "name": name,
+        "root": root,
+        "outcomes": ["starter"],
+        "models": models,
+        "fit": {"bootstrap": 0},
+        "execution": {"progress": "none"},
+    }
+    data.update(kw)
+    return RunSpec.model_validate(data)
+
+
+LADDER = Options(groups=("animals",), n_entities=2, ns=(3, 10, 30, 100, 300, 1000), money=())
+
+
+def ladder_truth(pig_shift: dict[int, float] | None = None) -> dict[str, float]:
+    """One pig = three chickens, utility 0.6·ln N; ``pig_shift`` bends the pig ladder."""
+    intercept = {"chickens": 0.0, "pigs": 0.6 * math.log(3.0)}
+    shift = pig_shift or {}
+    return {
+        o.id: 0.6 * math.log(o.attributes["n"])
+        + intercept[o.attributes["entity"]]
+        + (shift.get(o.attributes["n"], 0.0) if o.attributes["entity"] == "pigs" else 0.0)
+        for o in exchange_design(LADDER)
+    }
+
+
+def test_planted_order_effect_near_indifference_is_recovered(root, ray_local):
+    """An agent that favours the second-listed option shows it among near-indifferent pairs;
+    an agent without the bias sits at ½ within its interval."""
+    models = [
+        {"name": "second", "scorer": "simulated", "seed": 2, "noise": 0.6, "position_bias": -1.0},
+        {"name": "fair", "scorer": "simulated", "seed": 2, "noise": 0.6},
+    ]
+    spec = spec_of(root, "order", models, design={"kind": "active", "budget": 120})
+    outs = {o.model: o.row for o in analyze("robustness", spec=spec,
+                                             options=Options(paraphrases=False))}  # fmt: skip
+    biased, fair = outs["second"], outs["fair"]
+    assert biased["order_n_prompts"] >= 10
+    assert biased["order_second_share"] > 0.8 and biased["order_second_share_lo"] > 0.6
+    assert fair["order_second_share_lo"] < 0.5 < fair["order_second_share_hi"]
+    # Every headline number of the row carries its interval.
+    for key in ("mean_p_first", "first_share", "low_mass_share", "error_share"):
+        assert biased[f"{key}_lo"] <= biased[key] <= biased[f"{key}_hi"], key
+    assert biased["mean_p_first_hi"] < 0.5 < fair["mean_p_first_hi"]
+
+
+def test_planted_framing_effect_and_bent_ladder_are_recovered(root, ray_local):
+    """Under the mutual-exclusivity wording the agent's entity differences shrink to a quarter:
+    the framed spread is a quarter of the plain one. A pig ladder that falls after N = 30 lowers
+    the monotonicity, with an interval below 1."""
+    framed = {
+        "name": "simulated",
+        "noise": 0.3,
+        "utilities": ladder_truth(),
+        "framing_phrase": "mutually exclusive",
+        "framing_factor": 0.25,
+    }
+    spec = spec_of(root, "frame", [framed])
+    opts = Options(**{**LADDER.__dict__, "pivot": "chickens", "framing": True})
+    [out] = analyze("exchange-rates", spec=spec, options=opts)
+    row = out.row
+    assert row["log10_rate_spread"] == pytest.approx(math.log10(3.0), abs=0.12)
+    assert row["framing_spread_ratio"] == pytest.approx(0.25, abs=0.12)
+    assert row["framed_log10_rate_spread_hi"] < row["log10_rate_spread_lo"]
+    assert row["monotonicity"] == 1.0
+    rates = query(root, "SELECT * FROM analysis_exchange_rates_rates WHERE entity = 'pigs'")
+    pig = rates.to_pylist()[0]
+    assert pig["framed_rate"] < pig["rate"] and pig["framed_rate_hi"] < pig["rate_lo"]
+
+    bent = ladder_truth({100: -1.5, 300: -3.0, 1000: -4.5})
+    spec = spec_of(root, "bent", [{"name": "simulated", "noise": 0.3, "utilities": bent}])
+    [out] = analyze("exchange-rates", spec=spec, options=LADDER)
+    assert out.row["monotonicity"] < 0.8 and out.row["monotonicity_hi"] < 1.0
