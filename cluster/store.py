@@ -379,6 +379,32 @@ class RunStore:
                 found[view] = list(latest.values())
         return found
 
+    def analysis_details(
+        self, analysis: str, run_ids: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Detail tables of an analysis (view ``analysis_<analysis>_<table>``) → their rows for
+        the given runs, latest write of each (run, model) only."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        prefix = f"analysis_{analysis}_"
+        for view, (glob, _files) in sorted(analysis_views(self.root).items()):
+            if (
+                not view.startswith(prefix)
+                or glob.endswith("/result.parquet")
+                or not self.has_view(view)
+            ):
+                continue
+            rows = self._rows(
+                f'SELECT * FROM "{view}" WHERE list_contains($ids, run_id) ORDER BY created_at',
+                {"ids": list(run_ids)},
+            )
+            last = {}
+            for r in rows:  # a rerun's rows replace the earlier ones of that (run, model)
+                last[(r["run_id"], r["model"])] = r["created_at"]
+            kept = [r for r in rows if r["created_at"] == last[(r["run_id"], r["model"])]]
+            if kept:
+                out[view.removeprefix(prefix)] = kept
+        return out
+
     # --- writers -------------------------------------------------------------------------------
 
     def write_table(self, path: str, kind: str, table: pa.Table) -> None:

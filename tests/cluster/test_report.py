@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser import CHROMIUM, check_page
 from click.testing import CliRunner
 
 from cluster.cli import cli
@@ -90,3 +91,68 @@ def test_report_default_path_and_missing_run(analysed):
         [EXE, "report", "nothing-here", "--root", root], capture_output=True, text=True, timeout=120
     )
     assert missing.returncode == 1 and "run 'nothing-here' not found" in missing.stderr
+
+
+def _non_blank(png: bytes) -> bool:
+    """A screenshot with something drawn on it: not one flat colour."""
+    import io
+
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(io.BytesIO(png))[..., :3]
+    dark = (pixels.mean(axis=-1) < 0.6).mean()  # text, axes, markers
+    return float(pixels.std()) > 0.05 and dark > 0.005
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/test installs it)")
+def test_report_reads_in_a_real_browser(analysed, tmp_path):
+    """The page loads in headless Chromium with no console error, every image decodes, the page
+    itself never scrolls sideways (wide tables scroll in their own box), and a screenshot of it
+    is not blank."""
+    root, base = analysed
+    out = tmp_path / "page.html"
+    assert (
+        CliRunner().invoke(cli, ["report", base, "--root", root, "--out", str(out)]).exit_code == 0
+    )
+    page = check_page(out)
+    assert page.errors == []
+    assert len(page.images) >= len(ANALYSES) + 2  # the utilities and answers figures first
+    assert all(width > 0 for _alt, width in page.images), page.images
+    assert page.page_width <= page.viewport_width + 1, (page.page_width, page.viewport_width)
+    assert _non_blank(page.screenshot)
+    html = out.read_text(encoding="utf-8")
+    assert html.index("ranked utilities with 95 % intervals") < html.index("<h2>Runs</h2>")
+
+
+def test_a_run_without_analyses_still_opens_with_its_figures(tmp_path):
+    from cluster.pipeline.run import run
+    from cluster.spec import parse_spec
+
+    root = str(tmp_path / "r")
+    spec = parse_spec(
+        {
+            "name": "plain",
+            "root": root,
+            "outcomes": ["starter"],
+            "models": [{"name": "simulated", "seed": 1, "refusal_rate": 0.2}],
+            "design": {"kind": "full"},
+            "fit": {"bootstrap": 0},
+            "execution": {"progress": "none"},
+        }
+    )
+    run(spec)
+    out = tmp_path / "page.html"
+    result = CliRunner().invoke(
+        cli, ["report", spec.resolved_run_id(), "--root", root, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', html)
+    assert images[:2] == [
+        "ranked utilities with 95 % intervals",
+        "position bias and answer quality",
+    ]
+    if CHROMIUM is not None:
+        page = check_page(out)
+        assert page.errors == [] and all(w > 0 for _a, w in page.images)
+        assert _non_blank(page.screenshot)
