@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from storage.errors import ManifestError
+from storage.errors import ManifestError, StorageError
 from storage.fs import Root
 from storage.layout import RunLayout
 
@@ -160,13 +160,27 @@ def read_manifest(layout: RunLayout) -> Manifest | None:
     except FileNotFoundError:
         return None
     try:
-        return Manifest.model_validate_json(raw)
+        return shown(layout, Manifest.model_validate_json(raw))
     except ValidationError as exc:
         raise ManifestError(
             f"manifest {layout.root.display(layout.manifest)!r} is not a valid manifest "
             f"({exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}); "
             "it was written by another tool or an incompatible valuescope version"
         ) from None
+
+
+def shown(layout: RunLayout, manifest: Manifest) -> Manifest:
+    """The manifest as it should be read: ``running`` with no live writer (its command was
+    killed, or its machine lost) is ``interrupted`` (see :mod:`storage.runlock`)."""
+    from storage.runlock import writer_alive
+
+    if manifest.status == "running" and not writer_alive(layout):
+        manifest.status = "interrupted"
+        manifest.message = manifest.message or (
+            "the command writing this run is gone (killed, or its machine lost); run it again "
+            "to resume"
+        )
+    return manifest
 
 
 def write_manifest(layout: RunLayout, manifest: Manifest) -> None:
@@ -181,7 +195,8 @@ def list_manifests(root: Root) -> list[Manifest]:
     found = []
     for path in paths:
         try:
-            found.append(Manifest.model_validate_json(root.read_bytes(path)))
-        except (ValidationError, FileNotFoundError):
+            manifest = Manifest.model_validate_json(root.read_bytes(path))
+            found.append(shown(RunLayout(root, manifest.run_id), manifest))
+        except (ValidationError, FileNotFoundError, StorageError):
             continue
     return sorted(found, key=lambda m: m.created_at)

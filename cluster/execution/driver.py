@@ -9,10 +9,15 @@ rows go from replicas straight to Parquet.
 Placement (``cluster.execution.placement``): a replica with several GPUs gets a STRICT_PACK placement
 group (its GPUs on one node, tensor parallel inside); replicas are data parallel.
 
-Failures (STYLE.md): a bad answer is a row with ``error`` set; a replica that dies is restarted
-by Ray and its shard re-queued (up to ``max_shard_retries`` times); an engine that cannot start,
-a scorer that gives up (error budget) or a pool with no live replica stops the run with a clear
-:class:`cluster.errors.RunFailed`.
+Failures (docs/architecture.md, "The fault model"): a bad answer is a row with ``error`` set. A replica that dies is
+restarted, not dropped: Ray restarts the actor (or, when Ray gives it up, the driver creates a
+new one) while every shard it held goes back to the queue for the replicas that are *ready*;
+nothing is sent to a replica until it answers again. A death counts once: against the replica
+(:data:`MAX_REPLICA_FAILURES` deaths in a row, without a finished shard in between, retire it)
+and against the one shard it was executing (a shard that took down ``max_shard_retries`` + 1
+replicas stops the run); shards merely queued behind it are not blamed. An engine that cannot
+start, a scorer that gives up (error budget) or a pool with no replica left stops the run with a
+clear :class:`cluster.errors.RunFailed`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ logger = logging.getLogger(__name__)
 
 IN_FLIGHT_PER_REPLICA = 2
 READY_TIMEOUT_S = 1800.0
+#: Deaths in a row (no shard finished in between) after which a replica is retired for good.
+MAX_REPLICA_FAILURES = 3
+#: Replica states: taking shards, coming back after a death, retired.
+READY, RESTARTING, DEAD = "ready", "restarting", "dead"
 
 
 @dataclass
@@ -77,7 +86,7 @@ class ReplicaPool:
         replicas: int,
         num_cpus: float,
         gpus_per_replica: float,
-        max_restarts: int = 3,
+        max_failures: int = MAX_REPLICA_FAILURES,
         placement_timeout_s: float = READY_TIMEOUT_S,
     ) -> None:
         import ray
@@ -85,7 +94,9 @@ class ReplicaPool:
         self.ray = ray
         options: dict[str, Any] = {
             "num_cpus": num_cpus,
-            "max_restarts": max_restarts,
+            # Ray restarts a dead replica for as long as the driver wants it; the driver retires
+            # it after `max_failures` deaths in a row (run_round).
+            "max_restarts": -1,
             "max_task_retries": 0,  # the driver re-queues shards itself, to any replica
         }
         env_vars = forwarded_env(setup.root)
@@ -112,8 +123,9 @@ class ReplicaPool:
             except BaseException:
                 placement.remove_groups(self.placement_groups)
                 raise
-        actor_cls: Any = ray.remote(Replica)
-        self.actors: list[Any] = []
+        self._actor_cls: Any = ray.remote(Replica)
+        self._setup = setup
+        self._options: list[dict[str, Any]] = []
         for pg in self.placement_groups or [None] * replicas:
             opts = dict(options)
             if pg is not None:
@@ -124,9 +136,81 @@ class ReplicaPool:
                 opts["num_cpus"] = 0
             else:
                 opts["num_gpus"] = gpus_per_replica
-            self.actors.append(actor_cls.options(**opts).remote(setup))
-        self.max_restarts = max_restarts
-        self.pids: set[int] = set()
+            self._options.append(opts)
+        self.actors: list[Any] = [self._actor_cls.options(**o).remote(setup) for o in self._options]
+        self.max_failures = max_failures
+        self.ready_timeout_s = READY_TIMEOUT_S
+        self.pids: set[int] = set()  # every replica process that ever served (restarts included)
+        self.state = [READY] * len(self.actors)
+        self.failures = [0] * len(self.actors)  # deaths in a row, per replica
+        self.deaths = 0
+        self.probes: dict[Any, int] = {}  # ready() call on a restarting replica -> its index
+        self.restarting_since = [0.0] * len(self.actors)
+
+    def ready_replicas(self) -> list[int]:
+        return [r for r, st in enumerate(self.state) if st == READY]
+
+    def died(self, r: int, cause: str) -> None:
+        """Replica ``r`` died: count it once and wait for it to come back (or retire it)."""
+        self.deaths += 1
+        self.failures[r] += 1
+        if self.failures[r] >= self.max_failures:
+            self.retire(r)
+            logger.warning(
+                "model %s: replica %d died %d times in a row; retired (last cause: %s)",
+                self.model,
+                r,
+                self.failures[r],
+                cause,
+            )
+            return
+        self.state[r] = RESTARTING
+        self.restarting_since[r] = time.monotonic()
+        self.probes[self.actors[r].ready.remote()] = r
+
+    def retire(self, r: int) -> None:
+        self.state[r] = DEAD
+        with contextlib.suppress(Exception):
+            self.ray.kill(self.actors[r], no_restart=True)
+
+    def probe_answered(self, ref: Any) -> None:
+        """A restarting replica answered ``ready()``: take it back, or recreate it."""
+        r = self.probes.pop(ref)
+        if self.state[r] != RESTARTING:
+            return
+        try:
+            info = self.ray.get(ref)
+        except self.ray.exceptions.ActorUnavailableError:
+            time.sleep(0.2)  # restarting still: ask again
+            self.probes[self.actors[r].ready.remote()] = r
+            return
+        except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError) as exc:
+            # Ray gave the actor up (or its engine failed to load again): a new actor, counted
+            # as another death in a row.
+            logger.warning("model %s: replica %d did not restart: %s", self.model, r, _cause(exc))
+            self.failures[r] += 1
+            if self.failures[r] >= self.max_failures:
+                self.retire(r)
+                return
+            with contextlib.suppress(Exception):
+                self.ray.kill(self.actors[r], no_restart=True)
+            self.actors[r] = self._actor_cls.options(**self._options[r]).remote(self._setup)
+            self.probes[self.actors[r].ready.remote()] = r
+            return
+        self.pids.add(info["pid"])
+        self.state[r] = READY
+        logger.warning("model %s: replica %d is back (pid %d)", self.model, r, info["pid"])
+
+    def stalled(self) -> bool:
+        """No replica ready and every restarting one has been away longer than allowed."""
+        if self.ready_replicas():
+            return False
+        now = time.monotonic()
+        return all(
+            now - self.restarting_since[r] > self.ready_timeout_s
+            for r, st in enumerate(self.state)
+            if st == RESTARTING
+        )
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
         """Block until every engine loaded; a failed start is a clear error, not a hang."""
@@ -208,17 +292,16 @@ def run_round(
     result.shards_skipped = len(shards) - len(pending)
     skipped_prompts = sum(shards[i].stop - shards[i].start for i in done if i < len(shards))
     attempts = dict.fromkeys(pending, 0)
-    inflight: dict[Any, tuple[int, int]] = {}  # ref -> (replica index, shard)
+    inflight: dict[Any, tuple[int, int]] = {}  # ref -> (replica index, shard), in send order
     load = [0] * len(pool.actors)
-    dead = [False] * len(pool.actors)
-    failures = [0] * len(pool.actors)  # consecutive failures per replica
     start = time.perf_counter()
     label = f"{model} round {round_}"
     with Progress(label, len(prompts), progress) as bar:
         bar.advance(skipped_prompts)
         while pending or inflight:
-            for r, actor in enumerate(pool.actors):
-                while pending and not dead[r] and load[r] < IN_FLIGHT_PER_REPLICA:
+            for r in pool.ready_replicas():
+                actor = pool.actors[r]
+                while pending and load[r] < IN_FLIGHT_PER_REPLICA:
                     shard = pending.popleft()
                     sl = shards[shard]
                     ref = actor.run_shard.remote(
@@ -231,38 +314,60 @@ def run_round(
                     )
                     inflight[ref] = (r, shard)
                     load[r] += 1
-            if not inflight:
-                raise RunFailed(f"{label}: every replica died for good; {len(pending)} shards left")
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+            if not inflight and not pool.probes:
+                raise RunFailed(
+                    f"{label}: every replica was retired after {pool.max_failures} deaths in a "
+                    f"row; {len(pending)} shards left (see the log for the causes)"
+                )
+            if not inflight and pool.stalled():
+                raise RunFailed(
+                    f"{label}: no replica came back within {pool.ready_timeout_s:.0f} s of "
+                    f"dying; {len(pending)} shards left (the cluster may have lost the nodes "
+                    "or GPUs they need)"
+                )
+            ready, _ = ray.wait([*inflight, *pool.probes], num_returns=1, timeout=5.0)
             for ref in ready:
-                r, shard = inflight.pop(ref)
-                load[r] -= 1
+                if ref in pool.probes:
+                    pool.probe_answered(ref)
+                    continue
+                if ref not in inflight:
+                    continue  # a shard already re-queued when its replica died
+                r, shard = inflight[ref]
                 try:
                     stats = ray.get(ref)
                 except ray.exceptions.RayActorError as exc:
+                    # The replica died. Everything it held goes back to the queue, in order;
+                    # only the shard it was executing (the first one sent: an actor runs its
+                    # calls in order) is blamed, once.
+                    mine = [ref2 for ref2, (r2, _) in inflight.items() if r2 == r]
+                    held = [inflight.pop(ref2)[1] for ref2 in mine]
+                    load[r] = 0
+                    shard = held[0]
                     attempts[shard] += 1
                     result.retries += 1
+                    cause = _cause(exc)
                     logger.warning(
-                        "%s: replica %d died on shard %d (attempt %d): %s",
+                        "%s: replica %d died on shard %d (attempt %d; %d shards re-queued): %s",
                         label,
                         r,
                         shard,
                         attempts[shard],
-                        _cause(exc),
+                        len(held),
+                        cause,
                     )
                     if attempts[shard] > max_shard_retries:
                         raise RunFailed(
                             f"{label}: shard {shard} failed {attempts[shard]} times as its replica "
-                            f"died; last cause: {_cause(exc)}"
+                            f"died; last cause: {cause}"
                         ) from None
-                    failures[r] += 1
-                    if failures[r] > pool.max_restarts + 1:
-                        dead[r] = True  # restarts exhausted or its engine no longer starts
-                    pending.appendleft(shard)
+                    pending.extendleft(reversed(held))
+                    pool.died(r, cause)
                     continue
                 except ray.exceptions.RayTaskError as exc:
                     raise RunFailed(f"{label}: shard {shard} failed: {_cause(exc)}") from None
-                failures[r] = 0
+                del inflight[ref]
+                load[r] -= 1
+                pool.failures[r] = 0
                 if stats["skipped"]:
                     result.shards_skipped += 1
                 else:

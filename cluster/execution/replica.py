@@ -9,9 +9,11 @@ is skipped, so a shard re-queued after its replica died cannot produce duplicate
 Testing hook: ``VALUESCOPE_FAULTS`` (JSON, forwarded to replicas by the driver) injects real
 faults: ``die_on_shard`` (list) exits the replica process after scoring those shards and before
 writing them, once each (marker files in ``marker_dir`` remember it); ``die_always`` exits on
-every shard; ``fail_init`` makes the engine fail to start; ``sleep_s`` slows each shard down;
-``error_rate`` turns that share of rows into error rows; ``chatter`` (a count) writes that many
-engine-like lines to standard output and error at start-up and on each shard.
+every shard; ``trace_dir`` gets an empty file named after each shard scoring that starts (so a
+test can count work thrown away by faults); ``fail_init`` makes the engine fail to start;
+``sleep_s`` slows each shard down; ``error_rate`` turns that share of rows into error rows;
+``chatter`` (a count) writes that many engine-like lines to standard output and error at
+start-up and on each shard.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from elicit.prompts import PromptTemplate
 from elicit.records import RowContext, comparison_rows
 from elicit.scorers import Measurements, QueryBatch, make_scorer
 from storage import Root, RunLayout
+from storage.integrity import verify_part
 from storage.writer import write_table
 
 
@@ -85,7 +88,7 @@ class Replica:
     ) -> dict[str, Any]:
         """Score one shard and write its part file; returns counters."""
         path = self.layout.part(self.model.name, round_, shard)
-        if self.layout.root.exists(path):
+        if self.layout.root.exists(path) and verify_part(self.layout.root, path) is None:
             return {
                 "shard": shard,
                 "rows": len(pair_id),
@@ -94,6 +97,9 @@ class Replica:
                 "seconds": 0.0,
             }
         start = time.perf_counter()
+        if self.faults.get("trace_dir"):  # testing hook: one file per scoring started
+            name = f"r{round_}-s{shard}-p{os.getpid()}-{time.time_ns()}"
+            open(os.path.join(self.faults["trace_dir"], name), "w").close()
         batch = QueryBatch(pair_id, a_idx, b_idx)
         measurements = self.scorer.score(batch)
         if self.faults:

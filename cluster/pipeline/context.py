@@ -27,6 +27,7 @@ from elicit.outcomes import OutcomeSet
 from elicit.prompts import PromptTemplate
 from storage import Root, RunLayout
 from storage.manifest import Manifest, new_manifest, read_manifest, write_manifest
+from storage.runlock import RunLock
 from storage.schemas import to_table
 from storage.writer import write_table
 
@@ -43,6 +44,8 @@ class RunContext:
     outcomes: OutcomeSet
     template: PromptTemplate
     manifest: Manifest
+    lock: RunLock | None = None
+    """The run's writer lock, held from :func:`prepare` until :meth:`release`."""
     verbose: bool = False
     """Show the engines' own output instead of writing it to the run's engine log."""
     listener: Listener = field(default=ignore)
@@ -62,6 +65,10 @@ class RunContext:
         """The results root's run store (one catalog connection for the whole run)."""
         return RunStore(self.layout.root)
 
+    def release(self) -> None:
+        """Give up the writer lock (after the manifest's final status is written)."""
+        if self.lock is not None:
+            self.lock.release()
 
     def save_manifest(self) -> None:
         write_manifest(self.layout, self.manifest)
@@ -103,11 +110,17 @@ def prepare(spec: RunSpec) -> RunContext:
             f"run {run_id!r} in {spec.root!r} was started with a different spec; "
             "use another run_id (or name), or delete the old run's folders"
         )
-    manifest.status = "running"
-    if not root.exists(layout.outcomes):
-        write_table(root, layout.outcomes, "outcomes", outcomes_table(run_id, outcomes, spec))
-    ctx = RunContext(spec, run_id, layout, outcomes, template, manifest)
-    ctx.save_manifest()
+    lock = RunLock(layout)
+    lock.acquire()  # one run, one writer: a second command on this run is refused
+    try:
+        manifest.status = "running"
+        if not root.exists(layout.outcomes):
+            write_table(root, layout.outcomes, "outcomes", outcomes_table(run_id, outcomes, spec))
+        ctx = RunContext(spec, run_id, layout, outcomes, template, manifest, lock)
+        ctx.save_manifest()
+    except BaseException:
+        lock.release()
+        raise
     return ctx
 
 

@@ -292,12 +292,14 @@ def run(
         ctx.manifest.status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         ctx.manifest.message = str(exc)[:500]
         ctx.save_manifest()
+        ctx.release()
         raise
     finally:
         ctx.store.close()
     ctx.manifest.status = "done"
     ctx.manifest.message = None
     ctx.save_manifest()
+    ctx.release()
     return results
 
 

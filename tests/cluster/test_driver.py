@@ -161,7 +161,11 @@ def test_driver_killed_and_rerun_resumes_without_recomputing(tmp_path):
     )
     parts = os.path.join(root, "comparisons", "run_id=kill", "model=simulated", "round=0001")
     deadline = time.time() + 120
-    while time.time() < deadline and (not os.path.isdir(parts) or len(os.listdir(parts)) < 5):
+
+    def stored() -> int:  # part files only (each has a .commit record next to it)
+        return len([f for f in os.listdir(parts) if f.endswith(".parquet")])
+
+    while time.time() < deadline and (not os.path.isdir(parts) or stored() < 5):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
@@ -169,7 +173,7 @@ def test_driver_killed_and_rerun_resumes_without_recomputing(tmp_path):
     done_before, stable_since = -1, time.time()
     total = 31  # 6004 prompts of round 1 in shards of 200 (round 0's 316 prompts: 2 shards)
     while time.time() - stable_since < 3:
-        count = len([f for f in os.listdir(parts) if f.endswith(".parquet")])
+        count = stored()
         if count != done_before:
             done_before, stable_since = count, time.time()
         time.sleep(0.2)
