@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cluster.errors import ClusterError, SpecError
 from cluster.spec import DesignConfig, ExecutionConfig, FitConfig, RunSpec, format_validation_error
-from elicit.config import ModeConfig, ModelConfig, PromptConfig, ScorerKind
+from elicit.config import SIMULATED_NAMES, ModeConfig, ModelConfig, PromptConfig, ScorerKind
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def model_key_of(model: SweepModel) -> str:
     from elicit.models import lookup
     from storage.layout import model_key
 
-    if model.name != "simulated":
+    if model.name not in SIMULATED_NAMES:
         try:
             entry = lookup(model.name)
             if entry.source != "local" and entry.name != entry.hf_id:
@@ -222,7 +222,7 @@ def resolve_model(sweep: SweepSpec, m: SweepModel) -> PlannedModel:
     from elicit.models import ModelEntry, lookup
 
     key = model_key_of(m)
-    simulated = m.name == "simulated" or m.scorer == "simulated"
+    simulated = m.name in SIMULATED_NAMES or m.scorer == "simulated"
     entry: ModelEntry | None = None
     if not simulated:
         try:

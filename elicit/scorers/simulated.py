@@ -333,7 +333,7 @@ class SimulatedScorer(FastSimulatedScorer):
         self, out: Measurements, counts: np.ndarray, unread: np.ndarray, rng: np.random.Generator
     ) -> None:
         """Sampling modes: write K completions per prompt and read them with the real parser."""
-        from elicit.scorers.hf import empty_measurements, fill_samples
+        from elicit.scorers.tokens import empty_measurements, fill_samples
 
         n = counts.shape[1]
         filled = empty_measurements(n, self.mode)
