@@ -74,9 +74,19 @@ def moto():
 
 @pytest.fixture
 def s3(moto, monkeypatch):
+    """moto's S3 in this process's environment. Credentials never travel to replicas through
+    Ray (its runtime_env is logged): a private local Ray's workers inherit the environment Ray
+    was started in, so a Ray started before the variables were set is restarted here."""
+    import ray
+
+    from cluster.execution.ray_runtime import init_ray
+
     endpoint, client = moto
     for key, value in s3_env(endpoint).items():
         monkeypatch.setenv(key, value)
+    if ray.is_initialized():
+        ray.shutdown()
+        init_ray(None, num_cpus=2)
     return endpoint, client
 
 
