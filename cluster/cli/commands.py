@@ -103,9 +103,10 @@ def run(spec: Any, verbose: bool, wide: bool) -> None:
         )
     render(spec.root, run_id, wide=wide)
     click.echo(
-        f"\nQuery: valuescope sql \"SELECT * FROM fits WHERE run_id = '{run_id}'\" --root "
-        f"{spec.root}\nLarger model: valuescope run --model Qwen/Qwen2.5-7B-Instruct (HF id or "
-        "folder;\n  --scorer vllm on a GPU), or a spec file: valuescope run spec.yaml"
+        f"\nNext: valuescope show {run_id} --root {spec.root} --wide   (full texts)\n"
+        f'      valuescope sql "SELECT * FROM utilities" --root {spec.root}\n'
+        "      valuescope run --model Qwen/Qwen2.5-7B-Instruct   (any HF id or folder;\n"
+        "        --scorer vllm on a GPU), or a spec file: valuescope run spec.yaml"
     )
 
 
@@ -153,16 +154,18 @@ def show(
 
 @cli.command("elicit")
 @spec_options(check="models")
-def elicit_command(spec: Any) -> None:
+@_VERBOSE
+def elicit_command(spec: Any, verbose: bool) -> None:
     """Ask a model every pair of a design (`full` graph or a `pairs` file) and store the answers.
 
     Quick runs need no spec file:
 
         valuescope elicit --model simulated --outcomes starter --design full --root DIR
     """
+    from cluster.cli.live import LivePrinter
     from cluster.pipeline.run import elicit as run_elicit
 
-    for r in run_elicit(spec):
+    for r in run_elicit(spec, listener=LivePrinter(), verbose=verbose):
         click.echo(
             f"{r.model} round {r.round}: {r.rows_written:,} prompts scored "
             f"({r.shards_scored} shards, {r.shards_skipped} already done), {r.errors} errors, "

@@ -33,6 +33,14 @@ def round_line(event: RoundFitted, width: int) -> str:
     return _fit(best, width)
 
 
+def _short(path: str) -> str:
+    """A path relative to the working folder when it lies below it."""
+    import os
+
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
 class LivePrinter:
     """The run's listener: prints each event as one line on standard error."""
 
@@ -45,7 +53,7 @@ class LivePrinter:
             noun = "replica" if event.replicas == 1 else "replicas"
             line = f"{event.model}: starting {event.replicas} {noun}"
             if event.log_path and not self.log_shown:
-                line += f"; engine logs: {event.log_path}"
+                line += f"; engine logs: {_short(event.log_path)}"
                 self.log_shown = True
             click.echo(line, err=True)
         elif isinstance(event, RoundFitted):
