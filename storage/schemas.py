@@ -90,6 +90,11 @@ FITS = pa.schema(
         pa.field("position_bias_lo", pa.float64()),
         pa.field("position_bias_hi", pa.float64()),
         pa.field("created_at", _TS),
+        pa.field("seconds_point", pa.float64()),  # point fit (statistics → estimates)
+        pa.field("seconds_interval", pa.float64()),  # utility and position-bias intervals
+        # Bradley–Terry: P(i ≻ j) = sigmoid(bt_scale · (mu_i − mu_j)) with the stored mu; null
+        # for Thurstonian fits, whose stored sigma2 already reproduces P.
+        pa.field("bt_scale", pa.float64()),
     ]
 )
 
