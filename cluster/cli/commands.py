@@ -103,10 +103,10 @@ def run(spec: Any, verbose: bool, wide: bool) -> None:
         )
     render(spec.root, run_id, wide=wide)
     click.echo(
-        f"\nNext: valuescope show {run_id} --root {spec.root} --wide   (full texts)\n"
-        f'      valuescope sql "SELECT * FROM utilities" --root {spec.root}\n'
-        "      valuescope run --model Qwen/Qwen2.5-7B-Instruct   (any HF id or folder;\n"
-        "        --scorer vllm on a GPU), or a spec file: valuescope run spec.yaml"
+        f'\nQuery the results: valuescope sql "SELECT * FROM utilities" --root {spec.root}\n'
+        f"Full texts: valuescope show {run_id} --root {spec.root} --wide\n"
+        "Larger model: valuescope run --model Qwen/Qwen2.5-7B-Instruct (any HF id or\n"
+        "  folder; --scorer vllm on a GPU), or a spec file: valuescope run spec.yaml"
     )
 
 
