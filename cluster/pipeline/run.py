@@ -190,11 +190,15 @@ class RunInterrupted(KeyboardInterrupt):
         """Whether the comparisons stored so far were fitted (``valuescope show`` works)."""
 
 
-def _report(ctx: RunContext, model: str, round_: int, pairs: int, held: Any) -> FitResult:
-    """Fit the training rounds so far and hand the listener the ranking it gives."""
+def _report(ctx: RunContext, model: str, round_: int, pairs: int, held: Any) -> FitResult | None:
+    """Fit the training rounds so far and hand the listener the ranking it gives (None, and no
+    report, when no usable answer is stored yet)."""
     from fit.metrics import accuracy
 
-    result = fitting.fit_so_far(ctx, model, round_)
+    try:
+        result = fitting.fit_so_far(ctx, model, round_)
+    except EmptyDataError:
+        return None
     order = fitting.ranked(result)
     ids = ctx.outcomes.ids
     ctx.listener(
