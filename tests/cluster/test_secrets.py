@@ -218,5 +218,9 @@ def test_planted_secrets_reach_no_log_file_table_or_output(moto_endpoint, tmp_pa
                 planted,
             )
             assert found == [], found
+            print(
+                f"planted {len(planted)} secrets; grepped {len(sessions)} Ray session files, "
+                f"{len(objects)} bucket objects and 3 command outputs: 0 hits"
+            )
         finally:
             shutil.rmtree(ray_tmp, ignore_errors=True)
