@@ -8,6 +8,7 @@ a page of worker traceback; found here they cost a second and leave the root as 
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from cluster.errors import SpecError
@@ -19,8 +20,8 @@ if TYPE_CHECKING:
 
 
 def preflight(spec: RunSpec, *, models: bool = True) -> OutcomeSet:
-    """Load every input the spec names and (``models``) check every model can be found;
-    returns the combined outcome set.
+    """Load every input the spec names and (``models``, on a local run) check every model
+    can be found; returns the combined outcome set.
 
     Raises:
         ElicitError / SpecError: one line naming the file, field or model and what to do.
@@ -33,7 +34,10 @@ def preflight(spec: RunSpec, *, models: bool = True) -> OutcomeSet:
     PromptTemplate.from_config(spec.prompt, spec.mode.kind)
     if spec.design.kind == "pairs" and spec.design.pairs_file:
         load_pairs(spec.design.pairs_file, outcomes.index())
-    for model in spec.models if models else ():
+    # Models are looked for only when the replicas run on this machine (a private local Ray):
+    # on a cluster the workers' folders, cache and tokens are not the driver's.
+    local = not spec.execution.ray_address and not os.environ.get("RAY_ADDRESS", "").strip()
+    for model in spec.models if models and local else ():
         check_model(model)
     return outcomes
 
@@ -61,8 +65,6 @@ def check_model(model: ModelConfig) -> None:
 
 
 def _check_hub(name: str, repo_id: str) -> None:
-    import os
-
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         GatedRepoError,

@@ -256,3 +256,18 @@ def test_sql_timeout_and_memory_cap_from_the_command_line(tmp_path):
     code, _ = invoke(["sql", "SELECT 42", "--root", str(root), "--timeout", "30"], tmp_path)
     assert code == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"] and not any(root.iterdir())
+
+
+def test_models_are_looked_for_only_where_the_replicas_run(monkeypatch):
+    """A local run refuses an unknown model at once; a run on a cluster leaves it to the
+    cluster, whose workers may have folders, caches and tokens the driver lacks."""
+    from cluster.errors import SpecError
+    from cluster.pipeline.preflight import preflight
+    from cluster.spec import parse_spec
+
+    data = {"models": [{"name": "no-such-org/no-such-model-xyz"}]}
+    with pytest.raises(SpecError, match="no-such-model-xyz is not in the local Hugging Face"):
+        preflight(parse_spec(data))
+    preflight(parse_spec({**data, "execution": {"ray_address": "ray://head:10001"}}))
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    preflight(parse_spec(data))
