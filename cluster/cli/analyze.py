@@ -39,6 +39,7 @@ def _words(text: str | None) -> tuple[str, ...] | None:
 
 
 _OPTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
+    ("--preset", {"help": "Design preset: quick (CPU quickstart) or paper (the paper's sizes)."}),
     ("--seed", {"type": int, "help": "Seed of every random choice (subsets, triads, pairs)."}),
     ("--n-outcomes", {"type": int, "help": "Base outcomes for triads, paraphrases, power [12]."}),
     ("--n-triads", {"type": int, "help": "Triads scored by transitivity [1000, capped]."}),
@@ -62,11 +63,21 @@ _OPTION_FLAGS: list[tuple[str, dict[str, Any]]] = [
         "--paraphrases/--no-paraphrases",
         {"default": None, "help": "Robustness: ask the paraphrased wordings [on]."},
     ),
+    (
+        "--paraphrase-derived/--no-paraphrase-derived",
+        {"default": None, "help": "Robustness: paraphrase the derived runs too [off]."},
+    ),
+    (
+        "--framing/--no-framing",
+        {"default": None, "help": "Exchange rates: add the mutual-exclusivity framing [off]."},
+    ),
+    ("--persona-question", {"help": "Political personas: system or question [system]."}),
+    ("--maximisation-prompts", {"help": "Maximisation: generic or question [generic]."}),
 ]
 
 
 def _options(values: dict[str, Any]) -> Any:
-    from cluster.experiments.common import Options
+    from cluster.experiments.presets import options_for
 
     given: dict[str, Any] = {}
     for key in ("seed", "n_outcomes", "n_triads", "n_base", "n_lotteries", "n_events"):
@@ -75,7 +86,10 @@ def _options(values: dict[str, Any]) -> Any:
     for key in ("n_processes", "n_questions", "n_entities", "n_policies", "n_amounts"):
         if values.get(key) is not None:
             given[key] = values[key]
-    for key in ("n_reversals", "n_pairs", "pivot", "paraphrases"):
+    for key in ("n_reversals", "n_pairs", "pivot", "paraphrases", "paraphrase_derived"):
+        if values.get(key) is not None:
+            given[key] = values[key]
+    for key in ("framing", "persona_question", "maximisation_prompts"):
         if values.get(key) is not None:
             given[key] = values[key]
     for key, parse in (("groups", _words), ("ns", _ints), ("money", _floats), ("delays", _ints)):
@@ -85,7 +99,7 @@ def _options(values: dict[str, Any]) -> Any:
     personas = values.get("personas")
     if personas is not None:
         given["personas"] = int(personas) if personas.strip().isdigit() else _words(personas)
-    return Options(**given)
+    return options_for(values.get("preset"), given)
 
 
 def analyze_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -147,7 +161,7 @@ def _print_outputs(outputs: list[Any], root: str) -> None:
         metrics = list(dict.fromkeys(k for r in rows for k in r))
         # An estimate and its `<name>_lo` / `<name>_hi` interval print as one cell.
         bounded = {k for k in metrics if f"{k}_lo" in metrics and f"{k}_hi" in metrics}
-        shown = [k for k in metrics if k.removesuffix("_lo").removesuffix("_hi") not in bounded]
+        shown = [k for k in metrics if not (k[-3:] in ("_lo", "_hi") and k[:-3] in bounded)]
         columns = {"metric": [f"{k} [95% CI]" if k in bounded else k for k in shown]}
         for o, r in zip(outs, rows, strict=True):
             columns[o.model] = [

@@ -137,7 +137,19 @@ def analyze(
     analysis = resolve(name)
     base = make_base(spec=spec, run_id=run_id, root=root)
     ctx = Context(analysis.name, base, options or Options(), echo or (lambda _m: None))
+    announce(ctx)
     return analysis.driver()(ctx)
+
+
+def announce(ctx: Context) -> None:
+    """Say the preset and how many prompts per model its design asks, before it runs."""
+    from cluster.experiments.presets import planned_prompts
+
+    n = planned_prompts(ctx.name, ctx.options, ctx.base)
+    size = (
+        f"{n:,} prompts per model in derived runs" if n is not None else "size set by the base run"
+    )
+    ctx.say(f"preset {ctx.options.preset}: {size}")
 
 
 def analyze_all(
@@ -164,6 +176,7 @@ def analyze_all(
             continue
         ctx = Context(analysis.name, base, options or Options(), say)
         try:
+            announce(ctx)
             outputs.extend(analysis.driver()(ctx))
         except KeyboardInterrupt:
             raise

@@ -473,6 +473,30 @@ def _answers_hf(model: ModelConfig, ctx: Context, questions: list[gen.OpenQuesti
         scorer.close()
 
 
+def _maximisation_runs(
+    ctx: Context, outcomes: OutcomeSet, questions: list[gen.OpenQuestion]
+) -> list[str]:
+    """Run ids holding the candidates' utilities: one run with the base prompt (questions
+    chained through their first candidates), or one run per question whose prompt states it."""
+    if ctx.options.maximisation_prompts == "generic":
+        pairs = [p for q in questions for p in full_pairs(list(q.candidates))]
+        pairs += chain([q.candidates[0] for q in questions])
+        spec = derive(ctx, "maximisation", outcomes, pairs)
+        return [run_derived(ctx, spec, f"candidates of {len(questions)} questions")]
+    runs = []
+    for q in questions:
+        own = OutcomeSet(outcomes.name, tuple(o for o in outcomes if o.id in q.candidates))
+        spec = derive(
+            ctx,
+            f"maximisation-{q.id}",
+            own,
+            full_pairs(list(q.candidates)),
+            prompt={"template": gen.question_template(q), "template_id": f"maximisation-{q.id}"},
+        )
+        runs.append(run_derived(ctx, spec, f"candidates of {q.id} under its question"))
+    return runs
+
+
 def maximisation(ctx: Context) -> list[Output]:
     """Free-form answers to open questions matched to candidate outcomes, against the
     utilities of those candidates (each question's candidates asked as a full graph)."""
@@ -493,13 +517,12 @@ def maximisation(ctx: Context) -> list[Output]:
     every = gen.maximisation_outcomes()
     keep = {c for q in questions for c in q.candidates}
     outcomes = OutcomeSet(every.name, tuple(o for o in every if o.id in keep))
-    pairs = [p for q in questions for p in full_pairs(list(q.candidates))]
-    pairs += chain([q.candidates[0] for q in questions])
-    run_id = run_derived(
-        ctx,
-        derive(ctx, "maximisation", outcomes, pairs),
-        f"candidates of {len(questions)} questions",
-    )
+    if opts.maximisation_prompts not in ("generic", "question"):
+        raise AnalysisError(
+            f"maximisation_prompts must be 'generic' or 'question', got {opts.maximisation_prompts!r}"
+        )
+    runs = _maximisation_runs(ctx, outcomes, questions)
+    run_id = runs[0]
     structured = {q.id: q for q in questions_from_attributes(attributes_of(outcomes))}
     texts = {o.id: o.text for o in outcomes}
     outputs = []
@@ -513,7 +536,7 @@ def maximisation(ctx: Context) -> list[Output]:
             q.id: match_answer(a, [(c, texts[c]) for c in q.candidates], q.text)
             for q, a in zip(questions, answers, strict=True)
         }
-        u = ctx.store.utilities(run_id, model.name)
+        u = {k: v for rid in runs for k, v in ctx.store.utilities(rid, model.name).items()}
         res = top_k(list(structured.values()), u, choices)
         rank = dict(zip(res.question_ids, res.rank.tolist(), strict=True))
         hits = np.asarray(res.rank)
@@ -528,6 +551,8 @@ def maximisation(ctx: Context) -> list[Output]:
             "n_answered": res.n_answered,
             "n_unmatched": res.n_unmatched,
             "method": method,
+            "prompts": opts.maximisation_prompts,
+            "n_runs": len(runs),
         }
         row = with_intervals(row, top_k_intervals(res))
         detail = [

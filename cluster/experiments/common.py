@@ -56,6 +56,9 @@ class Options:
     10–30 prompts/s); raise them to approach the paper's designs.
     """
 
+    preset: str = "quick"
+    """The design preset these options came from (``quick`` or ``paper``;
+    ``cluster.experiments.presets``); recorded, the sizes below decide."""
     seed: int = 0
     """Seed of every random choice (outcome subsets, triads, lotteries, pairs, reversals)."""
     n_outcomes: int = 12
@@ -72,6 +75,10 @@ class Options:
     """Markov processes (instrumental values)."""
     n_questions: int = 8
     """Open questions (utility maximisation)."""
+    maximisation_prompts: str = "generic"
+    """How maximisation asks each question's candidates: ``generic`` (our variant: the base
+    prompt, every question's candidates in one run) or ``question`` (the paper's: the question
+    itself in the prompt, one run per question)."""
     groups: tuple[str, ...] = ("countries", "animals")
     """Entity groups of the exchange-rate ladders."""
     n_entities: int = 3

@@ -29,7 +29,13 @@ from elicit.generators.exchange import (
 )
 from elicit.generators.instrumental import markov_process_outcomes
 from elicit.generators.lotteries import implicit_event_outcomes, lottery_outcomes
-from elicit.generators.maximisation import OpenQuestion, maximisation_outcomes, open_questions
+from elicit.generators.maximisation import (
+    QUESTION_TEMPLATE,
+    OpenQuestion,
+    maximisation_outcomes,
+    open_questions,
+    question_template,
+)
 from elicit.generators.political import (
     PERSONA_INSTRUCTION,
     PERSONA_QUESTION,
@@ -50,6 +56,7 @@ __all__ = [
     "OpenQuestion",
     "PERSONA_INSTRUCTION",
     "PERSONA_QUESTION",
+    "QUESTION_TEMPLATE",
     "Persona",
     "builtin_exchange_outcomes",
     "exchange_groups",
@@ -60,6 +67,7 @@ __all__ = [
     "maximisation_outcomes",
     "open_questions",
     "policy_outcomes",
+    "question_template",
     "political_personas",
     "reversal_outcomes",
     "time_discounting_pairs",

@@ -56,3 +56,22 @@ def maximisation_outcomes() -> OutcomeSet:
         str(data.get("description", "")),
         str(data_path("open_questions.yaml")),
     )
+
+
+QUESTION_TEMPLATE = (
+    "Question: {question}\n\n"
+    "Here are two possible answers, each stated as an outcome.\n\n"
+    "Option A:\n{option_a}\n\n"
+    "Option B:\n{option_b}\n\n"
+    "Which of the two would you choose as your answer to the question? Answer with a single "
+    "letter: A or B."
+)
+"""The paper's form of the maximisation comparisons: each question's candidates are compared
+under that question (``{question}`` filled in by :func:`question_template`)."""
+
+
+def question_template(question: OpenQuestion) -> str:
+    """:data:`QUESTION_TEMPLATE` for one question (the option placeholders are left in)."""
+    return QUESTION_TEMPLATE.replace(
+        "{question}", question.text.replace("{", "(").replace("}", ")")
+    )

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from cluster.experiments.analyze import Options, analyze
+from cluster.experiments.presets import options_for
 from cluster.experiments.values import exchange_design
 from cluster.spec import RunSpec
 from storage.catalog import query
@@ -73,7 +74,10 @@ def test_planted_framing_effect_and_bent_ladder_are_recovered(root, ray_local):
         "framing_factor": 0.25,
     }
     spec = spec_of(root, "frame", [framed])
-    opts = Options(**{**LADDER.__dict__, "pivot": "chickens", "framing": True})
+    # The paper preset (framing on) at a reduced size: two animals, six N, no money.
+    reduced = {k: getattr(LADDER, k) for k in ("groups", "n_entities", "ns", "money")}
+    opts = options_for("paper", {**reduced, "pivot": "chickens"})
+    assert opts.framing
     [out] = analyze("exchange-rates", spec=spec, options=opts)
     row = out.row
     assert row["log10_rate_spread"] == pytest.approx(math.log10(3.0), abs=0.12)
