@@ -183,8 +183,9 @@ def _kernel(
 
 
 def per_term(x: FloatArray, pr: Problem, curv: bool = False) -> dict[str, FloatArray]:
-    """Per-term ℓ, dℓ/dd (``gd``), dℓ/dv (``gv``, probit) and, with ``curv``, the second
-    derivatives ``hdd``, ``hdv``, ``hvv`` (v ones heteroscedastic only); unweighted, in chunks."""
+    """Per-term wₖ·ℓ, wₖ·dℓ/dd (``gd``), wₖ·dℓ/dv (``gv``, probit) and, with ``curv``, the
+    weighted second derivatives ``hdd``, ``hdv``, ``hvv`` (v ones heteroscedastic only); computed
+    in chunks, the weights wₖ of :class:`Problem` applied."""
     mu, s, beta = split(x, pr)
     sig2 = s * s if s is not None else None
     m = len(pr.a)
@@ -200,13 +201,14 @@ def per_term(x: FloatArray, pr: Problem, curv: bool = False) -> dict[str, FloatA
         if beta is not None:
             d += beta[pr.term_block[lo:hi]]
         v = sig2[a] + sig2[b] + pr.eps if sig2 is not None else None
+        w = pr.w[lo:hi]
         for k, val in _kernel(pr, d, v, pr.p[lo:hi], curv).items():
-            out[k][lo:hi] = val
+            np.multiply(val, w, out=out[k][lo:hi])
     return out
 
 
 def terms(x: FloatArray, pr: Problem) -> dict[str, FloatArray]:
-    """Per-term quantities: loss ℓ, dℓ/dd (``gd``) and, probit, dℓ/dv (``gv``)."""
+    """Per-term quantities, weighted: wₖℓₖ, wₖ dℓ/dd (``gd``) and, probit, wₖ dℓ/dv (``gv``)."""
     return per_term(x, pr, curv=False)
 
 
@@ -216,19 +218,18 @@ def value_grad(x: FloatArray, pr: Problem) -> tuple[float, FloatArray]:
 
 
 def assemble_grad(x: FloatArray, pr: Problem, t: dict[str, FloatArray]) -> tuple[float, FloatArray]:
-    """f and ∇f from the per-term quantities ``t`` of :func:`per_term` at x."""
+    """f and ∇f from the weighted per-term quantities ``t`` of :func:`per_term` at x."""
     n = pr.n_outcomes
     mu, s, _ = split(x, pr)
-    w = pr.w
-    f = float(w @ t["loss"])
+    f = float(t["loss"].sum())
     grad = np.zeros_like(x)
-    gd = w * t["gd"]
+    gd = t["gd"]
     grad[:n] = np.bincount(pr.a, gd, n) - np.bincount(pr.b, gd, n)
     mean_mu = np.bincount(pr.outcome_block, mu) / pr.sizes
     f += float(pr.sizes @ mean_mu**2)
     grad[:n] += 2.0 * mean_mu[pr.outcome_block]
     if s is not None:
-        gv = w * t["gv"]
+        gv = t["gv"]
         grad[n : 2 * n] = 2.0 * s * (np.bincount(pr.a, gv, n) + np.bincount(pr.b, gv, n))
         excess = np.bincount(pr.outcome_block, s * s) / pr.sizes - 1.0
         f += float(pr.sizes @ excess**2)
@@ -250,7 +251,7 @@ def assemble_grad(x: FloatArray, pr: Problem, t: dict[str, FloatArray]) -> tuple
 
 def block_loss(x: FloatArray, pr: Problem) -> FloatArray:
     """Weighted mean binary cross-entropy per block, shape (B,)."""
-    loss = np.bincount(pr.term_block, pr.w * terms(x, pr)["loss"], pr.n_blocks)
+    loss = np.bincount(pr.term_block, terms(x, pr)["loss"], pr.n_blocks)
     return loss / pr.sizes
 
 

@@ -44,14 +44,14 @@ class Curvature:
 
 
 def _weighted(pr: Problem, t: dict[str, FloatArray]) -> Curvature:
-    w = pr.w
+    """The curvature fields of :func:`fit._core.per_term` output (already weighted)."""
     hetero = pr.link == "probit" and pr.hetero
     return Curvature(
-        w * t["gd"],
-        w * t["gv"] if hetero else None,
-        w * t["hdd"],
-        w * t["hdv"] if hetero else None,
-        w * t["hvv"] if hetero else None,
+        t["gd"],
+        t["gv"] if hetero else None,
+        t["hdd"],
+        t["hdv"] if hetero else None,
+        t["hvv"] if hetero else None,
     )
 
 
