@@ -91,7 +91,16 @@ def init_ray(
     check_answers(target, where)
     kwargs["address"] = target
     logger.info("joining Ray at %s", target)
-    ray.init(**kwargs)
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError) as exc:
+        # Something accepted the connection but no Ray GCS answered within Ray's own connect
+        # window (about 20 s): a proxy, another service on that port, a cluster starting up.
+        raise RunFailed(
+            f"{where} {target!r}: no Ray cluster answered there ({exc}); check the "
+            "address and port (the GCS port, 6379 by default), or unset it for a private "
+            "local Ray"
+        ) from None
     return ray
 
 
@@ -138,15 +147,48 @@ def check_answers(address: str, where: str, timeout_s: float = CONNECT_TIMEOUT_S
             "ray://host:10001 or auto"
         )
     try:
-        with socket.create_connection(hp, timeout=timeout_s):
-            pass
+        with socket.create_connection(hp, timeout=timeout_s) as sock:
+            speaks = _speaks_grpc(sock, timeout_s)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+        timed_out = isinstance(exc, TimeoutError) or not exc.strerror
+        reason = f"no answer within {timeout_s:.0f} s" if timed_out else exc.strerror
         raise RunFailed(
-            f"{where} {address!r}: nothing answers at {hp[0]}:{hp[1]} ({reason}, after "
-            f"{timeout_s:.0f} s); start the cluster, fix the address, or unset it for a "
-            "private local Ray"
+            f"{where} {address!r}: nothing answers at {hp[0]}:{hp[1]} ({reason}); start the "
+            "cluster, fix the address, or unset it for a private local Ray"
         ) from None
+    if not speaks:
+        raise RunFailed(
+            f"{where} {address!r}: {hp[0]}:{hp[1]} accepts connections but does not answer as a "
+            f"Ray cluster (no gRPC reply within {timeout_s:.0f} s); give the GCS port (6379 by "
+            "default) or the Ray client port (ray://host:10001)"
+        )
+
+
+#: An HTTP/2 connection preface and an empty SETTINGS frame: what a gRPC client sends first.
+_H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _speaks_grpc(sock: socket.socket, timeout_s: float) -> bool:
+    """Does the peer answer an HTTP/2 greeting with a SETTINGS frame, as a gRPC server does?
+
+    A Ray GCS and a Ray client server are gRPC servers; something that accepts connections and
+    never answers (a silent port, a hung process) would make ``ray.init`` wait for minutes.
+    Clusters with TLS on (``RAY_USE_TLS``) are not probed.
+    """
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return True
+    sock.settimeout(timeout_s)
+    try:
+        sock.sendall(_H2_HELLO)
+        head = b""
+        while len(head) < 9:
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                return False
+            head += chunk
+    except OSError:
+        return False
+    return head[3] == 0x04  # frame type SETTINGS
 
 
 def start_reaper(ray: Any) -> int | None:

