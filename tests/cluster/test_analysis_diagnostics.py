@@ -92,3 +92,22 @@ def test_planted_framing_effect_and_bent_ladder_are_recovered(root, ray_local):
     spec = spec_of(root, "bent", [{"name": "simulated", "noise": 0.3, "utilities": bent}])
     [out] = analyze("exchange-rates", spec=spec, options=LADDER)
     assert out.row["monotonicity"] < 0.8 and out.row["monotonicity_hi"] < 1.0
+
+
+def test_paraphrase_sensitivity_reaches_the_derived_runs(root, ray_local):
+    """An agent whose utilities move with the wording shows it in a derived run (time
+    discounting) asked again under the paraphrases; an agent that ignores the wording does not."""
+    models = [
+        {"name": "wordy", "scorer": "simulated", "seed": 4, "template_sensitivity": 3.0},
+        {"name": "steady", "scorer": "simulated", "seed": 4},
+    ]
+    spec = spec_of(root, "para", models, design={"kind": "active", "budget": 20})
+    small = Options(delays=(1, 60), n_amounts=5)
+    analyze("time-discounting", spec=spec, options=small)
+    opts = Options(paraphrases=False, paraphrase_derived=True)
+    outs = {o.model: o.row for o in analyze("robustness", spec=spec, options=opts)}
+    assert outs["wordy"]["n_derived_runs"] == outs["steady"]["n_derived_runs"] == 1
+    assert "-time-discounting-" in outs["steady"]["derived_min_spearman_run"]
+    assert outs["steady"]["derived_min_spearman"] > 0.95
+    assert outs["wordy"]["derived_min_spearman"] < 0.6
+    assert outs["wordy"]["derived_min_spearman_hi"] < outs["steady"]["derived_min_spearman_lo"]
