@@ -214,7 +214,9 @@ class RunStore:
             )
         ]
         if not rows:
-            raise ClusterError(f"run {run_id!r} has no outcomes table in {self.root.display()}")
+            raise ClusterError(
+                f"run {run_id!r} has no outcomes table in {self.root.display(self.root.base)}"
+            )
         return OutcomeSet(
             run_id,
             tuple(Outcome(o, text, json.loads(a) if a else {}) for o, text, a in rows),
@@ -234,15 +236,40 @@ class RunStore:
         ]
 
     def oriented_stats(
-        self, run_id: str, model: str, outcome_ids: Sequence[str], rounds: Sequence[int] | None
+        self,
+        run_id: str,
+        model: str,
+        outcome_ids: Sequence[str],
+        rounds: Sequence[int] | None,
+        *,
+        partial: str = "keep",
     ) -> OrientedStats:
-        """Per-presentation counts and mean P(first), through :mod:`fit.data`'s fold SQL."""
+        """Per-presentation counts and mean P(first), through :mod:`fit.data`'s fold SQL;
+        ``partial="drop"`` leaves out pairs answered in only one of the orders they were asked in
+        (anything folded must)."""
         from fit.data import oriented_stats
 
-        return oriented_stats(self.con, outcome_ids, run_id=run_id, model=model, rounds=rounds)
+        return oriented_stats(
+            self.con,
+            outcome_ids,
+            run_id=run_id,
+            model=model,
+            rounds=rounds,
+            partial="drop" if partial == "drop" else "keep",
+        )
+
+    def partial_pairs(
+        self, run_id: str, model: str, outcome_ids: Sequence[str], rounds: Sequence[int] | None
+    ) -> int:
+        """How many pairs were asked in both orders but answered (no error, a P) in only one."""
+        from fit.data import partial_pairs
+
+        found = partial_pairs(self.con, outcome_ids, run_id=run_id, model=model, rounds=rounds)
+        return len(found)
 
     def pair_probs(self, run_id: str, model: str) -> PairProbs:
-        """P(i ≻ j) per asked pair (every round, held-out included), failed rows skipped."""
+        """P(i ≻ j) per asked pair (every round, held-out included), failed rows skipped; a pair
+        answered in only one of the orders it was asked in is left out (:mod:`fit.data`)."""
         from fit.data import pair_stats
         from fit.errors import EmptyDataError
 

@@ -13,6 +13,14 @@ mean label.
 - The ``*_by_model`` variants add ``model`` to the grouping and return one result per model, for
   batched fits.
 
+Partial pairs. A pair asked in both orders whose rows of one order all failed or were refused
+has answers in one order only. Averaging over the order that is left would read the position
+bias of that order as a preference, so such a pair never enters an order-averaged label:
+:func:`pair_stats` leaves it out, :func:`oriented_stats` keeps its answered order only when asked
+to (``partial="keep"``, for fits that model the order with a position term β) and
+:func:`partial_pairs` lists them so callers can report how many there were. A pair asked in one
+order only (``prompt.both_orders: false``) is not partial: nothing was lost.
+
 Outcome ids are mapped to indices with the caller's list of ids (position = index) after the
 GROUP BY, in Arrow, so the connection is never modified. All values are bound parameters; only
 the relation name is spliced into the SQL, after validation as a (dotted) identifier.
@@ -33,28 +41,64 @@ from fit.errors import EmptyDataError, FitError, UnknownOutcomeError
 from fit.stats import OrientedStats, PairStats
 
 Unknown = Literal["error", "drop"]
+Partial = Literal["keep", "drop"]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*){0,2}$")
 
-_FILTER = """
-    error IS NULL AND p_a IS NOT NULL AND NOT isnan(p_a) AND outcome_a <> outcome_b
+_SCOPE = """
+    outcome_a <> outcome_b
     AND ($run_id IS NULL OR run_id = $run_id)
     AND ($models::VARCHAR[] IS NULL OR list_contains($models::VARCHAR[], model))
     AND ($rounds::INTEGER[] IS NULL OR list_contains($rounds::INTEGER[], round))
 """
 
-_ORIENTED_SQL = """
-SELECT {model_col} outcome_a AS x, outcome_b AS y, count(*)::DOUBLE AS n, avg(p_a) AS p
-FROM {rel} WHERE {filter}
-GROUP BY ALL
+# Per presentation order: every row asked (``asked``), and the usable ones (count and mean P).
+# A presentation whose rows all failed or were refused keeps a record with n = 0, so a pair
+# asked in both orders but answered in one can be told apart from a pair asked in one order.
+_PRESENTED = """
+WITH presented AS (
+    SELECT {model_col} outcome_a AS x, outcome_b AS y,
+           count(*) FILTER (WHERE {usable})::DOUBLE AS n,
+           avg(p_a) FILTER (WHERE {usable}) AS p
+    FROM {rel} WHERE {scope}
+    GROUP BY ALL
+)
 """
 
-_PAIR_SQL = """
-SELECT {model_col} least(outcome_a, outcome_b) AS x, greatest(outcome_a, outcome_b) AS y,
-       count(*)::DOUBLE AS n,
-       avg(CASE WHEN outcome_a < outcome_b THEN p_a ELSE 1.0 - p_a END) AS p
-FROM {rel} WHERE {filter}
-GROUP BY ALL
+_USABLE = "error IS NULL AND p_a IS NOT NULL AND NOT isnan(p_a)"
+
+# $keep_partial: keep the answered order of a partial pair (fits with a position term use it
+# with its order); otherwise a partial pair is dropped whole.
+_ORIENTED_SQL = (
+    _PRESENTED
+    + """
+SELECT {model_col} x, y, n, p FROM presented
+QUALIFY n > 0 AND ($keep_partial OR min(n) OVER (
+    PARTITION BY {model_col} least(x, y), greatest(x, y)) > 0)
 """
+)
+
+# Order-averaged labels: a pair counts only when every order it was asked in has an answer.
+_PAIR_SQL = (
+    _PRESENTED
+    + """
+SELECT {model_col} least(x, y) AS x, greatest(x, y) AS y, sum(n) AS n,
+       sum(n * CASE WHEN x < y THEN p ELSE 1.0 - p END) / sum(n) AS p
+FROM presented
+GROUP BY ALL
+HAVING sum(n) > 0 AND min(n) > 0
+"""
+)
+
+# Pairs asked in both orders whose answers cover only one of them.
+_PARTIAL_SQL = (
+    _PRESENTED
+    + """
+SELECT {model_col} least(x, y) AS x, greatest(x, y) AS y
+FROM presented
+GROUP BY ALL
+HAVING count(*) > 1 AND max(n) > 0 AND min(n) = 0
+"""
+)
 
 
 def _relation(name: str) -> str:
@@ -74,15 +118,21 @@ def _query(
     models: Sequence[str] | None,
     rounds: Sequence[int] | None,
     by_model: bool,
+    keep_partial: bool = False,
 ) -> pa.Table:
     sql = template.format(
-        model_col="model," if by_model else "", rel=_relation(relation), filter=_FILTER
+        model_col="model," if by_model else "",
+        rel=_relation(relation),
+        scope=_SCOPE,
+        usable=_USABLE,
     )
-    params = {
+    params: dict[str, object] = {
         "run_id": run_id,
         "models": None if models is None else [str(m) for m in models],
         "rounds": None if rounds is None else [int(r) for r in rounds],
     }
+    if "$keep_partial" in template:
+        params["keep_partial"] = bool(keep_partial)
     return con.sql(sql, params=params).to_arrow_table()
 
 
@@ -149,9 +199,12 @@ def _stats(
     relation: str,
     unknown: Unknown,
     by_model: bool,
+    partial: Partial = "keep",
 ) -> dict[str, OrientedStats | PairStats]:
     template = _ORIENTED_SQL if kind == "oriented" else _PAIR_SQL
-    table = _query(con, template, relation, run_id, models, rounds, by_model)
+    table = _query(
+        con, template, relation, run_id, models, rounds, by_model, keep_partial=partial == "keep"
+    )
     what = f"run_id={run_id!r}, models={models!r}, rounds={rounds!r} in {relation!r}"
     if table.num_rows == 0:
         raise EmptyDataError(f"no usable comparison rows for {what} (errors and nulls excluded)")
@@ -175,6 +228,7 @@ def oriented_stats(
     rounds: Sequence[int] | None = None,
     relation: str = "comparisons",
     unknown: Unknown = "error",
+    partial: Partial = "keep",
 ) -> OrientedStats:
     """Ordered-pair statistics of one model: GROUP BY (outcome_a, outcome_b).
 
@@ -187,6 +241,9 @@ def oriented_stats(
         relation: table or view with the ``comparisons`` columns.
         unknown: ``"error"`` (default) raises on ids missing from ``outcome_ids``;
             ``"drop"`` ignores those rows (to fit a subset of outcomes).
+        partial: ``"keep"`` (default) keeps the answered order of a partial pair (module
+            docstring), right for fits with a position term; ``"drop"`` leaves partial pairs out,
+            as anything that folds the result (:func:`fit.stats.fold`) must.
 
     Returns:
         One record per ordered (first, second) with n = row count, p_first = mean p_a.
@@ -195,7 +252,9 @@ def oriented_stats(
         EmptyDataError: no usable rows match.
         UnknownOutcomeError: the data names ids not in ``outcome_ids`` (with unknown="error").
     """
-    out = _stats("oriented", con, outcome_ids, run_id, [model], rounds, relation, unknown, False)
+    out = _stats(
+        "oriented", con, outcome_ids, run_id, [model], rounds, relation, unknown, False, partial
+    )
     return out[""]  # type: ignore[return-value]
 
 
@@ -213,7 +272,7 @@ def pair_stats(
 
     Arguments and errors as :func:`oriented_stats`. Returns one record per unordered pair with
     n = rows in either order and p = mean P(i ≻ j) (``p_a`` for rows showing i first,
-    ``1 − p_a`` for rows showing j first).
+    ``1 − p_a`` for rows showing j first). Partial pairs are left out (module docstring).
     """
     out = _stats("pair", con, outcome_ids, run_id, [model], rounds, relation, unknown, False)
     return out[""]  # type: ignore[return-value]
@@ -228,6 +287,7 @@ def oriented_stats_by_model(
     rounds: Sequence[int] | None = None,
     relation: str = "comparisons",
     unknown: Unknown = "error",
+    partial: Partial = "keep",
 ) -> dict[str, OrientedStats]:
     """:func:`oriented_stats` for many models in one query (GROUP BY model too).
 
@@ -238,7 +298,9 @@ def oriented_stats_by_model(
     Returns:
         Model name → statistics, in sorted model order; models without usable rows are absent.
     """
-    out = _stats("oriented", con, outcome_ids, run_id, models, rounds, relation, unknown, True)
+    out = _stats(
+        "oriented", con, outcome_ids, run_id, models, rounds, relation, unknown, True, partial
+    )
     return out  # type: ignore[return-value]
 
 
@@ -258,3 +320,26 @@ def pair_stats_by_model(
     """
     out = _stats("pair", con, outcome_ids, run_id, models, rounds, relation, unknown, True)
     return out  # type: ignore[return-value]
+
+
+def partial_pairs(
+    con: duckdb.DuckDBPyConnection,
+    outcome_ids: Sequence[str],
+    *,
+    run_id: str | None,
+    model: str,
+    rounds: Sequence[int] | None = None,
+    relation: str = "comparisons",
+) -> np.ndarray:
+    """Pairs of one model asked in both orders with usable answers in only one of them.
+
+    Arguments as :func:`oriented_stats` (ids missing from ``outcome_ids`` are ignored).
+
+    Returns:
+        Index pairs ``(i, j)`` with ``i < j``, shape (m, 2), int64; (0, 2) when there are none.
+    """
+    table = _query(con, _PARTIAL_SQL, relation, run_id, [model], rounds, False)
+    if table.num_rows == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    _, x, y = _indices(table, outcome_ids, "drop")
+    return np.stack([np.minimum(x, y), np.maximum(x, y)], axis=1)

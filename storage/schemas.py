@@ -95,6 +95,16 @@ FITS = pa.schema(
         # Bradley–Terry: P(i ≻ j) = sigmoid(bt_scale · (mu_i − mu_j)) with the stored mu; null
         # for Thurstonian fits, whose stored sigma2 already reproduces P.
         pa.field("bt_scale", pa.float64()),
+        # pairs asked in both orders but answered in one: left out of order-averaged labels
+        # (fits with a position term fit their answered order with β)
+        pa.field("partial_pairs", pa.int64()),
+        # held-out metrics per presentation, each order predicted with the fit's β (fit.holdout)
+        pa.field("holdout_oriented_accuracy", pa.float64()),
+        pa.field("holdout_oriented_log_loss", pa.float64()),
+        # the position-only baseline: one P(first chosen) fitted on the training presentations
+        pa.field("baseline_p_first", pa.float64()),
+        pa.field("baseline_oriented_accuracy", pa.float64()),
+        pa.field("baseline_oriented_log_loss", pa.float64()),
     ]
 )
 

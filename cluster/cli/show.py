@@ -121,6 +121,34 @@ def _metrics(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
         f"position bias β {beta_text}; mean P(first) {num(answers['mean_p_first'])}",
         f"{f['n_pairs']:,} pairs from {f['n_rows']:,} answers; error rate "
         f"{pct(answers['error_rate'])}; letter mass {num(answers['mass'])}",
+        *_answer_lines(f, answers),
         f"{f['estimator']} fit: {f['iterations']} iterations, "
         f"{'converged' if f['converged'] else 'NOT converged'}, {f['seconds']:.2f} s",
     ]
+
+
+def _answer_lines(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
+    """Refused and unparsed answers, pairs left with one order, and held-out scores per
+    presented order next to the position-only baseline."""
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{x:.1%}"
+
+    def num(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f}"
+
+    partial = f.get("partial_pairs")
+    lines = [
+        f"refused {pct(answers.get('refusal_rate'))} of prompts; unparsed "
+        f"{pct(answers.get('unparsed_share'))} of samples",
+        "pairs with one order answered: "
+        + ("-" if partial is None else f"{partial:,} (left out of order-averaged labels)"),
+    ]
+    if f.get("holdout_oriented_log_loss") is not None:
+        lines.append(
+            f"held out, per order: log-loss {num(f['holdout_oriented_log_loss'])} "
+            f"(position {num(f.get('baseline_oriented_log_loss'))}); accuracy "
+            f"{pct(f.get('holdout_oriented_accuracy'))} "
+            f"(position {pct(f.get('baseline_oriented_accuracy'))})"
+        )
+    return lines

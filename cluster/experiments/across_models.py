@@ -223,6 +223,11 @@ def robustness(ctx: Context) -> list[Output]:
         decided = np.isfinite(p_first)
         n_low = float(rq.low_mass_share[0] * rq.n_rows[0])
         n_err = float(rq.error_share[0] * rq.n_rows[0])
+        # refused (no letter) and unparsed samples, in every mode; letter mass only in logprob
+        answers = ctx.store.answer_stats(run_id, model)
+        low_mass = float(rq.low_mass_share[0])
+        refusal = answers["refusal_rate"]
+        n_ok = float(rq.n_rows[0]) - n_err
         bounds: dict[str, Any] = {
             "mean_p_first": weighted_mean_interval(np.where(decided, p_first, np.nan), weights)
             if decided.all()
@@ -232,7 +237,6 @@ def robustness(ctx: Context) -> list[Output]:
             "first_share": weighted_mean_interval(
                 (np.nan_to_num(p_first) > 0.5).astype(float), weights * decided[None, :]
             ),
-            "low_mass_share": wilson(n_low, float(rq.n_rows[0])),
             "error_share": wilson(n_err, float(rq.n_rows[0])),
             "order_second_share": order.second_share_ci,
         }
@@ -244,7 +248,10 @@ def robustness(ctx: Context) -> list[Output]:
             "order_band": order.band,
             "position_bias_beta": fit.get("position_bias"),
             "order_consistency": fit.get("order_consistency"),
-            "low_mass_share": float(rq.low_mass_share[0]),
+            "low_mass_share": low_mass if np.isfinite(low_mass) else None,
+            "refusal_share": refusal,
+            "unparsed_share": answers["unparsed_share"],
+            "partial_pairs": fit.get("partial_pairs"),
             "mean_mass": float(np.nanmean(rows["mass"]))
             if np.isfinite(rows["mass"]).any()
             else None,
@@ -254,6 +261,10 @@ def robustness(ctx: Context) -> list[Output]:
             "n_wordings": 0,
             "paraphrase_n_outcomes": None,
         }
+        if np.isfinite(low_mass):
+            bounds["low_mass_share"] = wilson(n_low, float(rq.n_rows[0]))
+        if refusal is not None:
+            bounds["refusal_share"] = wilson(refusal * n_ok, n_ok)
         detail: list[dict[str, Any]] = []
         panels = [(plot_position_bias, pb, "position bias"), (plot_response_quality, rq, "answers")]
         if runs:

@@ -52,7 +52,8 @@ def _pairs(ids: np.ndarray, n: int) -> np.ndarray:
 
 
 def _estimate(oriented: OrientedStats, estimator: str, position: bool) -> tuple[FitResult, Any]:
-    """Fit utilities (and β when ``position``); returns (result, position fit or None)."""
+    """Fit utilities (and β when ``position``); returns (result, position fit or None). Without
+    ``position`` the statistics are folded, so they must come without partial pairs."""
     from fit.bradley_terry import fit_bradley_terry
     from fit.position import fit_position
     from fit.thurstonian import fit_thurstonian
@@ -74,7 +75,7 @@ def fit_so_far(ctx: RunContext, model: str, last_round: int) -> FitResult:
     what acquisition works from, and what a run reports after each round."""
     store = ctx.store
     train = [r for r in store.rounds(ctx.run_id, model) if HOLDOUT_ROUND < r <= last_round]
-    oriented = store.oriented_stats(ctx.run_id, model, ctx.outcomes.ids, train)
+    oriented = store.oriented_stats(ctx.run_id, model, ctx.outcomes.ids, train, partial="drop")
     result, _ = _estimate(oriented, ctx.spec.fit.estimator, position=False)
     return result
 
@@ -84,7 +85,11 @@ def holdout_stats(ctx: RunContext, model: str) -> PairStats | None:
     if HOLDOUT_ROUND not in ctx.store.rounds(ctx.run_id, model):
         return None
     try:
-        return fold(ctx.store.oriented_stats(ctx.run_id, model, ctx.outcomes.ids, [HOLDOUT_ROUND]))
+        return fold(
+            ctx.store.oriented_stats(
+                ctx.run_id, model, ctx.outcomes.ids, [HOLDOUT_ROUND], partial="drop"
+            )
+        )
     except EmptyDataError:
         return None
 
@@ -130,6 +135,31 @@ def fit_id_for(estimator: str, position_bias: bool) -> str:
     return estimator + ("-pb" if position_bias else "")
 
 
+def _per_order_metrics(
+    result: FitResult, beta: float, train: OrientedStats, held: OrientedStats | None
+) -> dict[str, Any]:
+    """Held-out accuracy and log-loss per presentation (each order predicted with β) and the
+    position-only baseline's, fitted on the training presentations (:mod:`fit.holdout`)."""
+    from fit.holdout import baseline_score, oriented_score, position_baseline
+
+    names = ("holdout_oriented", "baseline_oriented")
+    out: dict[str, Any] = {f"{n}_{m}": None for n in names for m in ("accuracy", "log_loss")}
+    out["baseline_p_first"] = None
+    try:
+        q = position_baseline(train)
+    except EmptyDataError:
+        return out
+    out["baseline_p_first"] = q
+    if held is None or held.n_pairs == 0:
+        return out
+    for name, score in zip(
+        names, (oriented_score(result, held, beta), baseline_score(q, held)), strict=True
+    ):
+        out[f"{name}_accuracy"] = score.accuracy
+        out[f"{name}_log_loss"] = score.log_loss
+    return out
+
+
 def fit_model(
     store: RunStore,
     run_id: str,
@@ -151,18 +181,25 @@ def fit_model(
     train = [r for r in rounds if r != HOLDOUT_ROUND]
     if not train:
         raise EmptyDataError(f"run {run_id!r}, model {model!r}: no training comparisons stored")
+    # Every answered presentation (a position-bias fit models each in its order) and the pairs
+    # answered in every order they were asked in (what order-averaged labels may use).
     oriented = store.oriented_stats(run_id, model, outcome_ids, train)
-    held = None
+    complete = store.oriented_stats(run_id, model, outcome_ids, train, partial="drop")
+    held = held_oriented = None
     if HOLDOUT_ROUND in rounds:
         try:
-            held = fold(store.oriented_stats(run_id, model, outcome_ids, [HOLDOUT_ROUND]))
+            held_oriented = store.oriented_stats(run_id, model, outcome_ids, [HOLDOUT_ROUND])
+            held = fold(
+                store.oriented_stats(run_id, model, outcome_ids, [HOLDOUT_ROUND], partial="drop")
+            )
         except EmptyDataError:
             held = None
     all_oriented = store.oriented_stats(run_id, model, outcome_ids, None)
+    fitted = oriented if position_bias else complete
     # usable training rows, counted by the same fold that built the statistics
-    n_rows = int(oriented.n.sum())
-    result, pf = _estimate(oriented, estimator, position_bias)
-    pairs = fold(oriented)
+    n_rows = int(fitted.n.sum())
+    result, pf = _estimate(fitted, estimator, position_bias)
+    pairs = fold(complete)
     interval_lo = interval_hi = np.full(len(outcome_ids), np.nan)
     if bootstrap > 0:
         from fit.bradley_terry import fit_bradley_terry_batch
@@ -180,6 +217,9 @@ def fit_model(
         interval_hi = result.mu + (boot.mu_hi - centre)
     consistency = order_consistency(all_oriented)
     fit_id = fit_id_for(estimator, position_bias)
+    per_order = _per_order_metrics(
+        result, pf.beta if pf is not None else 0.0, oriented, held_oriented
+    )
     row: dict[str, Any] = {
         "run_id": run_id,
         "model": model,
@@ -199,6 +239,8 @@ def fit_model(
         "position_bias_lo": pf.beta_lo if pf is not None else None,
         "position_bias_hi": pf.beta_hi if pf is not None else None,
         "created_at": dt.datetime.now(dt.UTC),
+        "partial_pairs": store.partial_pairs(run_id, model, outcome_ids, None),
+        **per_order,
     }
     layout = RunLayout(store.root, run_id)
     sigma2 = result.sigma2 if result.sigma2 is not None else np.full(len(outcome_ids), np.nan)

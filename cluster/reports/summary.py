@@ -105,10 +105,49 @@ def standardise_truth(utilities: list[dict[str, Any]]) -> None:
         u["true_utility"] = float(value)
 
 
+def prediction_sentence(fit: dict[str, Any]) -> str | None:
+    """What the held-out choices say about the utilities, judged against position alone
+    (:mod:`fit.holdout`): they may be said to predict choices only when their held-out log-loss
+    per presented order beats the position-only baseline's by ``UTILITY_MARGIN``, with the
+    figures. None when the run had no held-out pairs."""
+    from fit.holdout import UTILITY_MARGIN, utility_gain
+
+    held = fit.get("holdout_oriented_log_loss")
+    base = fit.get("baseline_oriented_log_loss")
+    gain = utility_gain(held, base)
+    if gain is None or held is None or base is None:
+        if fit.get("holdout_log_loss") is None:
+            return None
+        return (
+            "this fit was stored without held-out scores per presented order, so whether the "
+            "utilities predict choices beyond position is not known "
+            f"(`valuescope fit {fit.get('run_id', 'RUN')}` refits it)"
+        )
+
+    def pct(x: Any) -> str:
+        return "-" if x is None else f"{x:.0%}"
+
+    acc = (
+        f"accuracy {pct(fit.get('holdout_oriented_accuracy'))} against "
+        f"{pct(fit.get('baseline_oriented_accuracy'))}"
+    )
+    if gain >= UTILITY_MARGIN:
+        return (
+            f"the utilities predict held-out choices beyond position: log-loss {held:.3f} per "
+            f"presented order against {base:.3f} for position alone, {gain:.3f} nats better "
+            f"(at least {UTILITY_MARGIN} needed); {acc}"
+        )
+    return (
+        f"the utilities do not beat position alone on held-out choices: log-loss {held:.3f} per "
+        f"presented order against {base:.3f} for position alone ({gain:+.3f} nats; "
+        f"{UTILITY_MARGIN} needed); {acc}"
+    )
+
+
 def reading(fit: dict[str, Any], answers: dict[str, Any]) -> str:
-    """One plain sentence on what the numbers mean."""
+    """One plain sentence on what the numbers mean; what it says about the utilities comes from
+    :func:`prediction_sentence`."""
     agree = fit.get("order_consistency")
-    acc = fit.get("holdout_accuracy")
     first = answers.get("first_wins")
     parts = []
     if first is not None and (first > 0.8 or first < 0.2):
@@ -119,25 +158,7 @@ def reading(fit: dict[str, Any], answers: dict[str, Any]) -> str:
         )
     if agree is not None and agree < 0.6:
         parts.append(f"the two orderings of a pair agree on only {agree:.0%} of pairs")
-    if acc is not None and parts:
-        parts.append(
-            f"beyond that bias, the fitted utilities still predict {acc:.0%} of held-out choices "
-            "(both orders averaged)"
-        )
-    elif acc is not None:
-        if acc >= 0.8:
-            parts.append(
-                f"the utilities predict {acc:.0%} of held-out choices, so preferences are largely coherent"
-            )
-        elif acc >= 0.6:
-            parts.append(
-                f"the utilities predict {acc:.0%} of held-out choices: some coherent preference"
-            )
-        else:
-            parts.append(
-                f"the utilities predict only {acc:.0%} of held-out choices: little coherent preference"
-            )
-    if not parts:
-        return "No held-out pairs were asked, so coherence cannot be judged."
+    prediction = prediction_sentence(fit)
+    parts.append(prediction or "no held-out pairs were asked, so coherence cannot be judged")
     text = "; ".join(parts) + "."
     return text[0].upper() + text[1:]

@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from fit import EmptyDataError, FitError, UnknownOutcomeError, fit_thurstonian_batch, fold
-from fit.data import oriented_stats, oriented_stats_by_model, pair_stats, pair_stats_by_model
+from fit.data import (
+    oriented_stats,
+    oriented_stats_by_model,
+    pair_stats,
+    pair_stats_by_model,
+    partial_pairs,
+)
 from storage.schemas import to_table
 
 IDS = ["o0", "o1", "o2", "o3"]
@@ -93,7 +99,7 @@ def test_pair_stats_folds_both_orientations(con):
     assert _as_dict(s) == {
         (0, 1): (3.0, round((0.9 + 0.7 + 0.6) / 3, 12)),
         (0, 2): (1.0, 0.8),
-        (1, 2): (1.0, 0.5),
+        # (1, 2) is partial: asked in both orders, the o2-first row refused (NaN) → left out
         (2, 3): (1.0, 0.25),  # o3 first with 0.75 ⇒ P(o2 ≻ o3) = 0.25
     }
 
@@ -107,7 +113,28 @@ def test_oriented_stats_keep_order_and_agree_with_fold(con):
         (1, 2): (1.0, 0.5),
         (3, 2): (1.0, 0.75),
     }
-    assert _as_dict(fold(o)) == _as_dict(pair_stats(con, IDS, run_id="r1", model="m1"))
+    dropped = oriented_stats(con, IDS, run_id="r1", model="m1", partial="drop")
+    assert (1, 2) not in _as_dict(dropped, "p_first")  # the partial pair's answered order
+    assert _as_dict(fold(dropped)) == _as_dict(pair_stats(con, IDS, run_id="r1", model="m1"))
+
+
+def test_partial_pairs_are_listed_and_never_averaged_over_one_order(con):
+    """A pair asked in both orders with answers in one (errors, refusals) is partial: listed,
+    kept in its order for position-bias fits, never folded into an order-averaged label. A pair
+    asked in one order only (o0/o2, o2/o3) is not partial."""
+    assert partial_pairs(con, IDS, run_id="r1", model="m1").tolist() == [[1, 2]]
+    assert partial_pairs(con, IDS, run_id="r1", model="m2").shape == (0, 2)
+    assert partial_pairs(con, IDS, run_id="r1", model="m1", rounds=[0]).shape == (0, 2)
+    kept = oriented_stats(con, IDS, run_id="r1", model="m1")
+    assert _as_dict(kept, "p_first")[(1, 2)] == (1.0, 0.5)
+    by = oriented_stats_by_model(con, IDS, run_id="r1", partial="drop")
+    assert _as_dict(by["m1"], "p_first") == _as_dict(
+        oriented_stats(con, IDS, run_id="r1", model="m1", partial="drop"), "p_first"
+    )
+    # the error rows of the pair are o1-first: were they answered instead, the pair is whole
+    con.execute("UPDATE comparisons SET p_a = 0.4 WHERE outcome_a = 'o2' AND outcome_b = 'o1'")
+    assert partial_pairs(con, IDS, run_id="r1", model="m1").shape == (0, 2)
+    assert _as_dict(pair_stats(con, IDS, run_id="r1", model="m1"))[(1, 2)] == (2.0, 0.55)
 
 
 def test_index_order_follows_the_id_list_not_string_order(con):
