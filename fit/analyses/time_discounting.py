@@ -183,8 +183,9 @@ def intervals(
     """95 % bootstrap-over-delays intervals of ``k_exponential``, ``k_hyperbolic`` and
     ``rmse_difference`` (exponential − hyperbolic; > 0 favours hyperbolic).
 
-    Every replicate refits both curves on a log grid of k at once (400 points; a replicate's
-    k is the grid point of least error). NaN with fewer than 3 bracketed delays.
+    Every replicate refits both curves at once: a 400-point log grid of k, then three rounds of
+    a 41-point grid between the neighbours of each replicate's best point. NaN with fewer than
+    3 bracketed delays.
     """
     from fit.analyses.intervals import NAN_INTERVAL, percentile, resample
 
@@ -200,13 +201,26 @@ def intervals(
     grid = np.concatenate([[0.0], np.geomspace(1e-6, _K_MAX, 399)])
     out: dict[str, tuple[float, float]] = {}
     rmse = {}
-    kt = np.outer(grid, t)  # (G, n), G = 400
-    for name, curve in (("k_exponential", np.exp(-kt)), ("k_hyperbolic", 1.0 / (1.0 + kt))):
-        sq = (curve - d[None, :]) ** 2
-        sse = counts @ sq.T  # (B, G)
+    rows = np.arange(n_boot)[:, None]
+    for name, exponential in (("k_exponential", True), ("k_hyperbolic", False)):
+
+        def sse_at(k: FloatArray, exponential: bool = exponential) -> FloatArray:
+            kt = k[..., None] * t  # (B, G, n)
+            curve = np.exp(-kt) if exponential else 1.0 / (1.0 + kt)
+            return np.einsum("bn,bgn->bg", counts, (curve - d) ** 2)
+
+        shared = np.exp(-np.outer(grid, t)) if exponential else 1.0 / (1.0 + np.outer(grid, t))
+        ks = np.broadcast_to(grid, (n_boot, len(grid)))
+        sse = counts @ ((shared - d) ** 2).T  # (B, G): one grid for every replicate
+        for _ in range(3):  # zoom in around each replicate's best point: 4 % → 0.01 % steps
+            best = np.argmin(sse, axis=1)
+            lo = ks[rows[:, 0], np.maximum(best - 1, 0)]
+            hi = ks[rows[:, 0], np.minimum(best + 1, ks.shape[1] - 1)]
+            ks = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, 41)[None, :]
+            sse = sse_at(ks)
         best = np.argmin(sse, axis=1)
-        out[name] = percentile(grid[best])
-        rmse[name] = np.sqrt(sse[np.arange(n_boot), best] / n)
+        out[name] = percentile(ks[rows[:, 0], best])
+        rmse[name] = np.sqrt(sse[rows[:, 0], best] / n)
     out["rmse_difference"] = percentile(rmse["k_exponential"] - rmse["k_hyperbolic"])
     return out
 

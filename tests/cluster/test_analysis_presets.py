@@ -118,3 +118,48 @@ def test_paper_political_asks_the_persona_in_the_question(root, ray_local):
     others = [rid for rid in best if rid not in persona_runs]
     assert len(persona_runs) == 1 and best[persona_runs[0]] == target
     assert all(best[rid] != target for rid in others)
+
+
+def test_paper_expected_utility_and_discounting_at_a_reduced_size(root, ray_local):
+    """The paper preset's statistics, shrunk: a planted EU maximiser keeps violations low with
+    an interval, and a planted exponential discounter gets a supported label whose rate
+    interval holds the planted k."""
+    import math
+
+    import numpy as np
+
+    from cluster.experiments.coherence import expected_utility_design
+    from elicit.outcomes import load_outcomes
+
+    opts = options_for("paper", {"n_base": 5, "n_lotteries": 12, "n_events": 4})
+    outcomes = expected_utility_design(load_outcomes("starter"), opts)
+    rng = np.random.default_rng(0)
+    truth = {
+        o.id: float(rng.normal())
+        for o in outcomes
+        if o.attributes.get("kind") not in ("lottery", "event")
+    }
+    for o in outcomes:
+        if o.attributes.get("kind") in ("lottery", "event"):
+            pairs = zip(o.attributes["components"], o.attributes["probs"], strict=True)
+            truth[o.id] = sum(p * truth[c] for c, p in pairs)
+    agent = {"name": "simulated", "noise": 0.3, "utilities": truth}
+    [out] = analyze("expected-utility", spec=spec_of(root, "eu", [agent]), options=opts)
+    row = out.row
+    assert row["n_lotteries"] == 12 and row["violation_rate_hi"] < 0.3
+    assert row["pearson_r_lo"] > 0.8 and row["implicit_pearson_r_lo"] is not None
+
+    k = 0.04
+    opts = options_for("paper", {"delays": (1, 3, 6, 12, 18, 24, 36, 48), "n_amounts": 12})
+    grid, _ = time_discounting_design(opts)
+    utilities = {
+        o.id: 2.0
+        * math.log(o.attributes["amount"] * math.exp(-k * o.attributes["delay_months"]) / 1000)
+        for o in grid
+    }
+    agent = {"name": "simulated", "noise": 0.4, "utilities": utilities}
+    [out] = analyze("time-discounting", spec=spec_of(root, "td", [agent]), options=opts)
+    row = out.row
+    assert row["better"] == "exponential" and row["better_supported"], row
+    assert row["k_exponential_lo"] <= k <= row["k_exponential_hi"]
+    assert row["monotonicity_amount"] > 0.8 and row["monotonicity_delay"] > 0.8
