@@ -20,6 +20,11 @@ the tree, the named test watched failing, and the plant reverted:
   (``cluster/execution/replica.py``; fails here and in transitivity); ``elicit.design.orient``
   asking orientation 1 in orientation 0's order; the letters of the built-in wording swapped
   (``elicit/prompts.py``; fails here and in time discounting).
+  ``test_sampled_answers_of_an_active_run_follow_the_stored_order`` checks the same on an
+  active-design run in sample mode, where the agent's completions go through the real parser:
+  a score statistic of the letter counts against Δμ of the stored labels is N(0, 1)-sized
+  (|z| < 4), and huge for the other order. Planted: the replica's order (z = −59), the
+  template's letters (z = −85), the parser reading "A" as "B" (``elicit/parsing.py``, z = −98).
 - **Order folding** (oriented rows → P(i ≻ j)): transitivity compares every triad's cycle
   probability, and completeness the decisiveness, with analytic values under β ≠ 0 (two noise
   levels, two utility scales). Planted: orientation 1 folded as P instead of 1 − P
@@ -202,6 +207,45 @@ def test_stored_orientations_show_their_own_order(transitivity_run, planted_root
         d = np.array([STARTER_U[r["outcome_a"]] - STARTER_U[r["outcome_b"]] for r in mine])
         want = ndtr((d + BETA) / (math.sqrt(2.0) * sigma))
         np.testing.assert_allclose([r["p_a"] for r in mine], want, rtol=1e-9)
+
+
+def test_sampled_answers_of_an_active_run_follow_the_stored_order(
+    planted_root, base_file, ray_local
+):
+    """The same invariant on an active-design run in sample mode, whose answers are completions
+    read by the real parser: the letter counts follow the stored labels, not the other order."""
+    from cluster.pipeline.run import run
+
+    u = normal(list(load_outcomes(base_file).ids), seed=12)
+    sigma, beta, k = 0.5, 0.8, 20
+    spec = spec_of(
+        planted_root,
+        "sampled",
+        [agent("sampler", noise=sigma, position_bias=beta, utilities=u)],
+        outcomes=[base_file],
+        mode={"kind": "sample", "k": k},
+        design={"kind": "active", "budget": 30, "per_round": 15, "holdout": {"size": 0}},
+    )
+    run(spec)
+    rows = sql(
+        planted_root,
+        "SELECT round, pair_id, orientation, outcome_a, outcome_b, n_a, n_b, n_unparsed "
+        f"FROM comparisons WHERE run_id = '{spec.resolved_run_id()}' "
+        "ORDER BY round, pair_id, orientation",
+    )
+    assert len(rows) == 2 * 30 and len({r["round"] for r in rows}) >= 2  # several rounds
+    for r0, r1 in zip(rows[0::2], rows[1::2], strict=True):
+        assert (r0["pair_id"], r0["orientation"], r1["orientation"]) == (r1["pair_id"], 0, 1)
+        assert (r1["outcome_a"], r1["outcome_b"]) == (r0["outcome_b"], r0["outcome_a"])
+    assert all(r["n_a"] + r["n_b"] == k and r["n_unparsed"] == 0 for r in rows)
+    n_a = np.array([r["n_a"] for r in rows], dtype=float)
+    d = np.array([u[r["outcome_a"]] - u[r["outcome_b"]] for r in rows])
+    scale = math.sqrt(2.0) * sigma
+    for shown, bound in ((d, 4.0), (-d, None)):  # the stored order, then the other order
+        p = ndtr((shown + beta) / scale)
+        # score statistic along Δμ: ~N(0, 1) if the letters counted follow `shown`
+        z = float(np.sum(d * (n_a - k * p)) / np.sqrt(np.sum(d**2 * k * p * (1 - p))))
+        assert abs(z) < 4.0 if bound else abs(z) > 10.0, z
 
 
 # --- completeness, convergence, robustness: one base run of four agents -----------------------
