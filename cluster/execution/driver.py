@@ -145,6 +145,7 @@ class ReplicaPool:
         self.failures = [0] * len(self.actors)  # deaths in a row, per replica
         self.deaths = 0
         self.probes: dict[Any, int] = {}  # ready() call on a restarting replica -> its index
+        self.reprobe_at: dict[int, float] = {}  # replica -> when to ask it again
         self.restarting_since = [0.0] * len(self.actors)
 
     def ready_replicas(self) -> list[int]:
@@ -181,8 +182,7 @@ class ReplicaPool:
         try:
             info = self.ray.get(ref)
         except self.ray.exceptions.ActorUnavailableError:
-            time.sleep(0.2)  # restarting still: ask again
-            self.probes[self.actors[r].ready.remote()] = r
+            self.reprobe_at[r] = time.monotonic() + 0.25  # restarting still: ask again soon
             return
         except (self.ray.exceptions.RayActorError, self.ray.exceptions.RayTaskError) as exc:
             # Ray gave the actor up (or its engine failed to load again): a new actor, counted
@@ -200,6 +200,16 @@ class ReplicaPool:
         self.pids.add(info["pid"])
         self.state[r] = READY
         logger.warning("model %s: replica %d is back (pid %d)", self.model, r, info["pid"])
+
+    def send_due_probes(self) -> float:
+        """Ask again the restarting replicas that are due; returns seconds to the next one."""
+        now = time.monotonic()
+        for r, at in list(self.reprobe_at.items()):
+            if at <= now:
+                del self.reprobe_at[r]
+                if self.state[r] == RESTARTING:
+                    self.probes[self.actors[r].ready.remote()] = r
+        return min((at - now for at in self.reprobe_at.values()), default=5.0)
 
     def stalled(self) -> bool:
         """No replica ready and every restarting one has been away longer than allowed."""
@@ -314,7 +324,8 @@ def run_round(
                     )
                     inflight[ref] = (r, shard)
                     load[r] += 1
-            if not inflight and not pool.probes:
+            wait_s = min(5.0, max(0.05, pool.send_due_probes()))
+            if not inflight and not pool.probes and not pool.reprobe_at:
                 raise RunFailed(
                     f"{label}: every replica was retired after {pool.max_failures} deaths in a "
                     f"row; {len(pending)} shards left (see the log for the causes)"
@@ -325,7 +336,11 @@ def run_round(
                     f"dying; {len(pending)} shards left (the cluster may have lost the nodes "
                     "or GPUs they need)"
                 )
-            ready, _ = ray.wait([*inflight, *pool.probes], num_returns=1, timeout=5.0)
+            waiting = [*inflight, *pool.probes]
+            if not waiting:  # only replicas to ask again later
+                time.sleep(wait_s)
+                continue
+            ready, _ = ray.wait(waiting, num_returns=1, timeout=wait_s)
             for ref in ready:
                 if ref in pool.probes:
                     pool.probe_answered(ref)
