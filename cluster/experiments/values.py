@@ -238,6 +238,10 @@ def _personas(opts: Options) -> list[gen.Persona]:
     return [by_id[p] for p in opts.personas]
 
 
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
 def political(ctx: Context) -> list[Output]:
     """PCA of policy utilities: every model, and the first model answering as each persona
     (the persona instruction is the system message)."""
@@ -298,8 +302,8 @@ def political(ctx: Context) -> list[Output]:
         row = {
             "pc1": float(xy[0]),
             "pc2": float(xy[1]) if two else None,
-            "explained_pc1": float(res.explained_variance_ratio[0]),
-            "explained_pc2": float(res.explained_variance_ratio[1]) if two else None,
+            "explained_pc1": _finite(res.explained_variance_ratio[0]),
+            "explained_pc2": _finite(res.explained_variance_ratio[1]) if two else None,
             "nearest_reference": nearest,
             "nearest_distance": dist.get(nearest) if nearest else None,
             "n_policies": len(policies),

@@ -72,8 +72,8 @@ def political_pca(
         n_boot: bootstrap-over-policies replicates of the PC1 intervals (0 = none).
         seed: seed of the bootstrap.
 
-    Raises on agents with identical utilities; flags (``note``) two agents, a rank-one matrix
-    and flat agents, where "PC1 explains 100 %" is an artefact.
+    Flags (``note``) identical agents (explained variance NaN: there is nothing to explain),
+    two agents, a rank-one matrix and flat agents, where "PC1 explains 100 %" is an artefact.
     """
     names, ids, matrix = vectors_by_name("political_pca", utilities)
     a, k = matrix.shape
@@ -87,11 +87,6 @@ def political_pca(
     if unknown:
         raise AnalysisInputError(f"political_pca: unknown reference agent(s) {sorted(unknown)}")
     centred = matrix - matrix.mean(axis=0, keepdims=True)
-    if float(np.abs(centred).max()) <= 1e-12:
-        raise AnalysisInputError(
-            f"political_pca: the {a} agents have identical utilities over the {k} policies; "
-            "there is no variance to decompose (ask more personas or different models)"
-        )
     u, s, vt = np.linalg.svd(centred, full_matrices=False)
     keep = max(1, min(n_components, len(s)))
     biggest = np.argmax(np.abs(vt[:keep]), axis=1)
@@ -103,7 +98,13 @@ def political_pca(
     flat = tuple(n for n, v in zip(names, sd, strict=True) if v <= 1e-6 * max(sd.max(), 1e-300))
     rank = int(np.sum(s > 1e-9 * s[0]))
     note = None
-    if a == 2:
+    if total <= 1e-12 * max(float(np.sum(matrix * matrix)), 1e-300):
+        ratio = np.full(keep, np.nan)
+        note = (
+            f"the {a} agents have identical utilities over the {k} policies: no variance, no "
+            "components (a persona changed nothing)"
+        )
+    elif a == 2:
         note = "two agents: PC1 explains 100 % of any two vectors; read the distance only"
     elif rank < 2:
         note = "the centred utilities have rank 1: PC1 explains 100 % by construction"
@@ -129,7 +130,7 @@ def _bootstrap(
 ) -> tuple[FloatArray, tuple[float, float]]:
     """Resample policies (columns), redo the SVD of every replicate at once, align each PC1's
     sign with the point estimate's loadings; intervals of coordinates and explained share."""
-    from fit.analyses.intervals import NAN_INTERVAL, resample
+    from fit.analyses.intervals import NAN_INTERVAL, percentile, resample
 
     a, k = centred.shape
     if k < 3 or n_boot < 1:
@@ -145,8 +146,7 @@ def _bootstrap(
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(total > 0, s[:, 0] ** 2 / total, np.nan)
     lo, hi = np.nanquantile(pc1, [0.025, 0.975], axis=0)
-    ev = np.nanquantile(share, [0.025, 0.975])
-    return np.stack([lo, hi], axis=1), (float(ev[0]), float(ev[1]))
+    return np.stack([lo, hi], axis=1), percentile(share)
 
 
 def plot_political(result: PoliticalResult, path: str | Path) -> Path:

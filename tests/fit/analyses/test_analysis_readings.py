@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 from scipy.special import ndtr
 
-from fit.analyses import AnalysisInputError
 from fit.analyses.diagnostics import monotonicity, order_effect
 from fit.analyses.exchange_rates import exchange_rates, rate_spreads
 from fit.analyses.political import political_pca
@@ -45,10 +44,10 @@ def test_spreads_leave_money_out_and_stay_within_a_good():
     assert spreads["countries"]["log10_spread"] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_pca_refuses_identical_agents_and_flags_two():
-    flat = {"a": [0.0, 1.0, 2.0], "b": [0.0, 1.0, 2.0]}
-    with pytest.raises(AnalysisInputError, match="identical utilities"):
-        political_pca(flat)
+def test_pca_flags_identical_agents_and_two():
+    same = political_pca({"a": [0.0, 1.0, 2.0], "b": [0.0, 1.0, 2.0], "c": [0.0, 1.0, 2.0]})
+    assert np.isnan(same.explained_variance_ratio[0])  # not "PC1 explains 100 %"
+    assert same.note and "identical utilities" in same.note
     two = political_pca({"a": [0.0, 1.0, 2.0, 3.0], "b": [3.0, 1.0, 0.0, 2.0]})
     assert two.explained_variance_ratio[0] == pytest.approx(1.0)
     assert two.note and "two agents" in two.note
