@@ -29,6 +29,7 @@ _LETTER = re.compile(r"(?<![A-Za-z0-9])([AB])(?![A-Za-z0-9])")
 LABEL_WINDOW = 40
 #: The first number in an outcome text ("1,000 people …", "$5,000 …"): its quantity.
 _QUANTITY = re.compile(r"(?<![\w.])\$?(\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])")
+_SINGULAR = re.compile(r"\s*(?:a|an|one)\s", re.IGNORECASE)
 #: Prefix of a literal persona phrase in `persona_offsets`.
 TEXT_PREFIX = "text:"
 
@@ -104,9 +105,15 @@ def wording(text: str, options: tuple[str, str], phrases: tuple[str, ...]) -> st
 
 
 def quantity(text: str) -> float | None:
-    """The first number an outcome text states (commas and a leading $ allowed), or None."""
+    """The first number an outcome text states (commas and a leading $ allowed), or None.
+
+    A text that opens with "A", "An" or "One" and states no number ("A chicken is spared…")
+    counts as 1: it is the first rung of a ladder of N.
+    """
     match = _QUANTITY.search(text)
-    return float(match.group(1).replace(",", "")) if match else None
+    if match:
+        return float(match.group(1).replace(",", ""))
+    return 1.0 if _SINGULAR.match(text) else None
 
 
 @cache

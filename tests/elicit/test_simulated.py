@@ -341,3 +341,14 @@ def test_free_form_choices_miss_the_best_candidate_more_often_with_more_noise() 
     chosen = free_form_choices(model, outcomes.ids, candidates, 0)
     best = [max(group, key=truth.__getitem__) for group in candidates]
     assert chosen != best
+
+
+def test_quantity_reads_the_first_rung_of_a_ladder():
+    """ "A chicken is spared" is N = 1, so the framing effect shrinks the whole ladder."""
+    from elicit.scorers.reader import quantity
+
+    assert quantity("A chicken is spared from slaughter.") == 1.0
+    assert quantity("One person in Japan is saved.") == 1.0
+    assert quantity("3 people in Japan are saved.") == 3.0
+    assert quantity("You receive $1,000 to spend.") == 1000.0
+    assert quantity("Apples fall in autumn.") is None
