@@ -316,8 +316,9 @@ def political(ctx: Context) -> list[Output]:
         row = with_intervals(
             row,
             {
-                "pc1": (float(res.pc1_ci[a, 0]), float(res.pc1_ci[a, 1])),
-                "explained_pc1": res.explained_pc1_ci,
+                f"{name}{c + 1}": (float(ci[0]), float(ci[1]))
+                for c in range(res.explained_ci.shape[0])
+                for name, ci in (("pc", res.pc_ci[a, c]), ("explained_pc", res.explained_ci[c]))
             },
         )
         plot = plot_political if k == 0 else None

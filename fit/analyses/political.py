@@ -48,10 +48,12 @@ class PoliticalResult:
     note: str | None = None
     """Why the explained variance cannot be read as agreement: two agents (PC1 always explains
     100 %), a rank-one matrix, or flat agents; None when none of these holds."""
-    pc1_ci: FloatArray = field(default_factory=lambda: np.zeros((0, 2)))
-    """95 % bootstrap-over-policies interval of each agent's PC1 coordinate, shape (A, 2)."""
-    explained_pc1_ci: tuple[float, float] = (float("nan"), float("nan"))
-    """95 % bootstrap-over-policies interval of the PC1 explained-variance share."""
+    pc_ci: FloatArray = field(default_factory=lambda: np.zeros((0, 0, 2)))
+    """95 % bootstrap-over-policies interval of each agent's coordinate on each kept component,
+    shape (A, n_components, 2)."""
+    explained_ci: FloatArray = field(default_factory=lambda: np.zeros((0, 2)))
+    """95 % bootstrap-over-policies interval of each component's explained-variance share,
+    shape (n_components, 2)."""
 
 
 def political_pca(
@@ -110,7 +112,7 @@ def political_pca(
         note = "the centred utilities have rank 1: PC1 explains 100 % by construction"
     if flat:
         note = (note + "; " if note else "") + f"flat agents (no variance): {', '.join(flat)}"
-    pc1_ci, ev_ci = _bootstrap(centred, vt[0] * signs[0], n_boot, seed)
+    pc_ci, ev_ci = _bootstrap(centred, vt[:keep] * signs[:, None], n_boot, seed)
     return PoliticalResult(
         agents=tuple(names),
         is_reference=np.array([n in set(references) for n in names]),
@@ -120,33 +122,43 @@ def political_pca(
         explained_variance_ratio=ratio,
         flat_agents=flat,
         note=note,
-        pc1_ci=pc1_ci,
-        explained_pc1_ci=ev_ci,
+        pc_ci=pc_ci,
+        explained_ci=ev_ci,
     )
 
 
 def _bootstrap(
-    centred: FloatArray, loading: FloatArray, n_boot: int, seed: int
-) -> tuple[FloatArray, tuple[float, float]]:
-    """Resample policies (columns), redo the SVD of every replicate at once, align each PC1's
-    sign with the point estimate's loadings; intervals of coordinates and explained share."""
-    from fit.analyses.intervals import NAN_INTERVAL, percentile, resample
+    centred: FloatArray, loadings: FloatArray, n_boot: int, seed: int
+) -> tuple[FloatArray, FloatArray]:
+    """Resample policies (columns), redo the SVD of every replicate at once, align each
+    component's sign with the point estimate's loadings.
+
+    Returns:
+        (coordinate intervals (A, C, 2), explained-share intervals (C, 2)), C = len(loadings).
+    """
+    from fit.analyses.intervals import percentile, resample
 
     a, k = centred.shape
+    c = len(loadings)
     if k < 3 or n_boot < 1:
-        return np.full((a, 2), np.nan), NAN_INTERVAL
+        return np.full((a, c, 2), np.nan), np.full((c, 2), np.nan)
     idx = resample(k, n_boot, seed)
     stack = np.moveaxis(centred[:, idx], 1, 0)  # (B, A, K)
     stack = stack - stack.mean(axis=1, keepdims=True)
     u, s, vt = np.linalg.svd(stack, full_matrices=False)
-    sign = np.sign(np.einsum("bk,bk->b", vt[:, 0, :], loading[idx]))
+    c = min(c, s.shape[1])
+    sign = np.sign(np.einsum("bck,cbk->bc", vt[:, :c, :], loadings[:c][:, idx]))
     sign[sign == 0] = 1.0
-    pc1 = u[:, :, 0] * s[:, :1] * sign[:, None]  # (B, A)
-    total = np.sum(s * s, axis=1)
+    coords = u[:, :, :c] * (s[:, :c] * sign)[:, None, :]  # (B, A, C)
+    total = np.sum(s * s, axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(total > 0, s[:, 0] ** 2 / total, np.nan)
-    lo, hi = np.nanquantile(pc1, [0.025, 0.975], axis=0)
-    return np.stack([lo, hi], axis=1), percentile(share)
+        share = np.where(total > 0, s[:, :c] ** 2 / total, np.nan)  # (B, C)
+    q = np.nanquantile(coords, [0.025, 0.975], axis=0)  # (2, A, C)
+    out = np.full((a, len(loadings), 2), np.nan)
+    out[:, :c, :] = np.moveaxis(q, 0, -1)
+    ev = np.full((len(loadings), 2), np.nan)
+    ev[:c] = np.array([percentile(share[:, j]) for j in range(c)])  # c <= 2 components
+    return out, ev
 
 
 def plot_political(result: PoliticalResult, path: str | Path) -> Path:

@@ -54,9 +54,14 @@ def test_pca_flags_identical_agents_and_two():
     rng = np.random.default_rng(1)
     many = political_pca({f"x{k}": rng.normal(size=12) for k in range(6)}, n_boot=200)
     assert many.note is None
-    lo, hi = many.explained_pc1_ci
-    assert lo <= many.explained_variance_ratio[0] <= hi < 1.0
-    assert np.all(many.pc1_ci[:, 0] <= many.pc1_ci[:, 1])
+    for c in range(2):
+        lo, hi = many.explained_ci[c]
+        assert lo <= many.explained_variance_ratio[c] <= hi < 1.0
+        # Every agent's coordinate lies in its interval (signs aligned with the estimate).
+        inside = (many.pc_ci[:, c, 0] <= many.coords[:, c]) & (
+            many.coords[:, c] <= many.pc_ci[:, c, 1]
+        )
+        assert inside.all()
 
 
 def _grid(curve, jitter=0.0):
