@@ -104,11 +104,12 @@ def _exchange_fit(
         "note": None,
     }
     intervals = {"monotonicity": mono.share_ci}
+    ladders = dict(zip(mono.ladders, mono.ladder_share.tolist(), strict=True))
     try:
         res = rates(entity, n, mu, pivot=opts.pivot, seed=opts.seed)
     except AnalysisInputError as exc:
         row["note"] = str(exc)
-        return points, None, with_intervals(row, intervals)
+        return points, None, with_intervals(row, intervals) | {"ladders": ladders}
     valid = res.valid
     group_of = {
         str(a["entity"]): str(a.get("group", ""))
@@ -136,6 +137,7 @@ def _exchange_fit(
         intervals["log10_rate_spread"] = percentile(reps)
     row = with_intervals(row, intervals)
     row["spreads"] = spreads
+    row["ladders"] = ladders
     return points, res, row
 
 
@@ -171,10 +173,12 @@ def exchange_rates(ctx: Context) -> list[Output]:
     for model in ctx.store.models(run_id):
         points, res, row = _exchange_fit(ctx, attrs, run_id, model)
         spreads = row.pop("spreads", [])
+        ladders = row.pop("ladders", {})
         framed = None
         if framed_run is not None:
             _, framed, frow = _exchange_fit(ctx, attrs, framed_run, model)
             frow.pop("spreads", None)
+            frow.pop("ladders", None)
             for key in ("log10_rate_spread", "monotonicity"):
                 for suffix in ("", "_lo", "_hi"):
                     row[f"framed_{key}{suffix}"] = frow.get(f"{key}{suffix}")
@@ -199,6 +203,8 @@ def exchange_rates(ctx: Context) -> list[Output]:
                 "rate_lo": res.rate_lo[k],
                 "rate_hi": res.rate_hi[k],
                 "usd_per_unit": usd,
+                # Share of this ladder's steps (N → next N) where μ rises; money is a ladder too.
+                "monotonicity": _finite(ladders[e]) if e in ladders else None,
             }
             if framed is not None and e in framed.entities:
                 j = framed.entities.index(e)

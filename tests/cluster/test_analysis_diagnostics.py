@@ -92,6 +92,13 @@ def test_planted_framing_effect_and_bent_ladder_are_recovered(root, ray_local):
     spec = spec_of(root, "bent", [{"name": "simulated", "noise": 0.3, "utilities": bent}])
     [out] = analyze("exchange-rates", spec=spec, options=LADDER)
     assert out.row["monotonicity"] < 0.8 and out.row["monotonicity_hi"] < 1.0
+    ladders = query(
+        root,
+        "SELECT entity, monotonicity FROM analysis_exchange_rates_rates "
+        f"WHERE run_id = '{out.run_id}'",
+    ).to_pylist()
+    per = {r["entity"]: r["monotonicity"] for r in ladders}
+    assert per["chickens"] == 1.0 and per["pigs"] <= 0.4  # the bent ladder is the pig one
 
 
 def test_paraphrase_sensitivity_reaches_the_derived_runs(root, ray_local):
