@@ -9,6 +9,7 @@ read back from the store, and writes one result row, detail tables and a figure 
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -139,7 +140,15 @@ def transitivity(ctx: Context) -> list[Output]:
             )
         ]
         outputs.append(
-            finish(ctx, run_id, model, row, plot_transitivity, res, details={"triads": detail})
+            finish(
+                ctx,
+                run_id,
+                model,
+                row,
+                partial(plot_transitivity, floor=row["transitive_floor"]),
+                res,
+                details={"triads": detail},
+            )
         )
     return outputs
 

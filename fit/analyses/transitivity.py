@@ -261,18 +261,23 @@ def transitive_floor(
     return cycle_probability(p(a, b), p(b, c), p(c, a))
 
 
-def plot_transitivity(result: TransitivityResult, path: str | Path) -> Path:
-    """Histogram of per-triad cycle probabilities, with the mean and the random-agent level."""
+def plot_transitivity(
+    result: TransitivityResult, path: str | Path, floor: float | None = None
+) -> Path:
+    """Histogram of per-triad cycle probabilities with the mean, the transitive floor (when
+    given: what a transitive agent with the fitted noise scores) and the random-agent level."""
     fig = new_figure()
     ax = fig.add_subplot()
     ax.hist(result.cycle_prob, bins=np.linspace(0.0, 1.0, 51).tolist(), color="#4c72b0")
     ax.axvline(result.mean_cycle_prob, color="black", linestyle="-", label="mean")
-    ax.axvline(RANDOM_AGENT_CYCLE_PROB, color="#c44e52", linestyle="--", label="random agent")
+    if floor is not None and np.isfinite(floor):
+        ax.axvline(floor, color="#55a868", linestyle=":", label="transitive floor")
+    ax.axvline(RANDOM_AGENT_CYCLE_PROB, color="#c44e52", linestyle="--", label="all P = ½")
     ax.set_xlabel("cycle probability of a triad")
     ax.set_ylabel("triads")
     ax.set_title(
-        f"Transitivity: mean {result.mean_cycle_prob:.3f}, "
-        f"hard cycles {100 * result.hard_cycle_rate:.1f}% (n = {result.n_triads})"
+        f"Transitivity: hard cycles {100 * result.hard_cycle_rate:.1f}%, "
+        f"mean {result.mean_cycle_prob:.3f} (n = {result.n_triads})"
     )
     ax.legend()
     return save_figure(fig, path)
