@@ -208,8 +208,10 @@ def register(cli: click.Group) -> None:
         or the SPEC's run, which is run first and resumes if it exists); transitivity uses the
         run's pairs when they hold enough complete triads, else asks its own. The others ask
         their generated outcome sets in derived runs named `<base run id>-<analysis>-<hash>`.
-        Results: `valuescope sql "SELECT * FROM analysis_<name>"` (name with `_`), figures
-        under `<root>/figures/`. Example:
+        `--preset paper` uses the paper's design sizes and variants (the prompt count is
+        printed first); every headline number prints with its 95% interval. Results:
+        `valuescope sql "SELECT * FROM analysis_<name>"` (name with `_`), figures under
+        `<root>/figures/`. Example:
 
             valuescope analyze time-discounting --model smollm2-135m --root results
         """
