@@ -114,7 +114,8 @@ def run_chaos(
         if driver.poll() is not None:
             raise RuntimeError(
                 f"the run ended (exit {driver.returncode}) before the driver could be killed; "
-                f"use a smaller --shard-size or a larger --sleep-s; log: {log1.name}"
+                "use a smaller --shard-size or a larger --sleep-s; its output ends: "
+                + Path(log1.name).read_text(errors="replace")[-1500:]
             )
         ray_procs = [p for p in psutil.Process(driver.pid).children(recursive=True)]
         driver_killed_at = time.perf_counter() - t0

@@ -351,9 +351,11 @@ def run_round(
                 try:
                     stats = ray.get(ref)
                 except ray.exceptions.RayActorError as exc:
-                    # The replica died. Everything it held goes back to the queue, in order;
-                    # only the shard it was executing (the first one sent: an actor runs its
-                    # calls in order) is blamed, once.
+                    # The replica died. Everything it held goes back to the queue; only the
+                    # shard it was executing (the first one sent: an actor runs its calls in
+                    # order) is blamed, once, and it goes to the back: the shards queued behind
+                    # it were never started, and a shard retried at once would be the one in
+                    # hand at the next unrelated death (a preemption, an OOM elsewhere) too.
                     mine = [ref2 for ref2, (r2, _) in inflight.items() if r2 == r]
                     held = [inflight.pop(ref2)[1] for ref2 in mine]
                     load[r] = 0
@@ -375,7 +377,8 @@ def run_round(
                             f"{label}: shard {shard} failed {attempts[shard]} times as its replica "
                             f"died; last cause: {cause}"
                         ) from None
-                    pending.extendleft(reversed(held))
+                    pending.extendleft(reversed(held[1:]))
+                    pending.append(shard)
                     pool.died(r, cause)
                     continue
                 except ray.exceptions.RayTaskError as exc:
