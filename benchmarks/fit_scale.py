@@ -8,6 +8,7 @@ aggregate is timed separately.
 
     python benchmarks/fit_scale.py --sizes 1M:510,10M:510,10M:100000
     python benchmarks/fit_scale.py --sizes 100M:510 --threads 2
+    python benchmarks/fit_scale.py --sizes 1M:10000 --compare-lbfgs   # old solver, same process
 
 Prints one table row per size: generation time and file size, aggregation time and rows/s,
 number of pairs, fit time (Newton on the analytic Hessian: dense up to a few thousand outcomes,
@@ -87,6 +88,7 @@ def human(n: int) -> str:
 def generate(rows: int, n: int, path: Path, threads: int) -> None:
     """Write the synthetic rows (runs in a child process, see the module docstring)."""
     con = duckdb.connect(config={"threads": threads})
+    con.execute("SET enable_progress_bar = false")
     sql = GENERATE.format(
         mu_a=MU.format(k="a"),
         mu_b=MU.format(k="b"),
@@ -98,18 +100,48 @@ def generate(rows: int, n: int, path: Path, threads: int) -> None:
     con.close()
 
 
-def run(rows: int, n: int, workdir: Path, threads: int, max_iter: int) -> dict[str, object]:
+def lbfgs_fit(stats: object, max_iter: int) -> tuple[float, int]:
+    """The previous solver (scipy L-BFGS-B) on the same objective: (seconds, iterations)."""
+    from fit._core import lbfgs
+    from fit._engine import fit_blocks
+
+    t0 = time.perf_counter()
+    _, _, _, sol = fit_blocks(
+        [stats],  # type: ignore[list-item]
+        link="probit",
+        hetero=True,
+        position=False,
+        estimator="thurstonian",
+        eps=1e-6,
+        l2=0.0,
+        var_prior=1.0,
+        max_iter=max_iter,
+        gtol=1e-6,
+        ftol=1e-13,
+        allow_unobserved=True,
+        check_connected=True,
+        init=None,
+        solver=lbfgs,
+    )
+    return time.perf_counter() - t0, sol.iterations
+
+
+def run(
+    rows: int, n: int, workdir: Path, threads: int, max_iter: int, compare: bool, keep: bool
+) -> dict[str, object]:
     path = workdir / f"comparisons-{rows}-{n}.parquet"
     t0 = time.perf_counter()
-    child = multiprocessing.get_context("spawn").Process(
-        target=generate, args=(rows, n, path, threads)
-    )
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        raise SystemExit(f"generating {rows} rows over {n} outcomes failed ({child.exitcode})")
-    gen_s = time.perf_counter() - t0
+    if not (keep and path.exists()):
+        child = multiprocessing.get_context("spawn").Process(
+            target=generate, args=(rows, n, path, threads)
+        )
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"generating {rows} rows over {n} outcomes failed ({child.exitcode})")
+    gen_s = time.perf_counter() - t0  # ~0 when an existing file was reused
     con = duckdb.connect(config={"threads": threads})
+    con.execute("SET enable_progress_bar = false")
     con.execute(f"CREATE VIEW comparisons AS SELECT * FROM read_parquet('{path}')")
     ids = [f"o{k:06d}" for k in range(n)]
 
@@ -122,12 +154,14 @@ def run(rows: int, n: int, workdir: Path, threads: int, max_iter: int) -> dict[s
     fit_s = time.perf_counter() - t0
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    lbfgs_s, lbfgs_it = lbfgs_fit(stats, max_iter) if compare else (float("nan"), 0)
     truth_sql = f"SELECT {MU.format(k='k')} AS mu FROM range($n) t(k) ORDER BY k"
     truth = con.execute(truth_sql, {"n": n}).fetchnumpy()["mu"]
     rho = spearmanr(result.mu, truth).statistic
     size_mb = path.stat().st_size / 2**20
     con.close()
-    path.unlink()
+    if not keep:
+        path.unlink()
     return {
         "rows": human(rows),
         "outcomes": n,
@@ -142,6 +176,8 @@ def run(rows: int, n: int, workdir: Path, threads: int, max_iter: int) -> dict[s
         "agg+fit_s": agg_s + fit_s,
         "peak_MB": peak_mb,
         "spearman": rho,
+        "lbfgs_s": lbfgs_s,
+        "lbfgs_it": lbfgs_it,
     }
 
 
@@ -155,6 +191,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="DuckDB threads")
     parser.add_argument("--max-iter", type=int, default=2000)
     parser.add_argument("--workdir", default=None, help="where to write the Parquet files")
+    parser.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="keep the Parquet files in --workdir and reuse them on the next run",
+    )
+    parser.add_argument(
+        "--compare-lbfgs", action="store_true", help="also time the previous L-BFGS solver"
+    )
     args = parser.parse_args()
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="vs-fit-bench-"))
@@ -173,19 +217,21 @@ def main() -> None:
         "agg+fit_s",
         "peak_MB",
         "spearman",
-    ]
+    ] + (["lbfgs_s", "lbfgs_it"] if args.compare_lbfgs else [])
     print(f"cores={os.cpu_count()} duckdb_threads={args.threads} numpy={np.__version__}")
     print(" | ".join(f"{c:>11}" for c in cols), flush=True)
     try:
         for size in args.sizes.split(","):
             rows, n = parse_size(size.strip())
-            row = run(rows, n, workdir, args.threads, args.max_iter)
+            row = run(
+                rows, n, workdir, args.threads, args.max_iter, args.compare_lbfgs, args.keep_files
+            )
             cells = [
                 f"{row[c]:>11.3f}" if isinstance(row[c], float) else f"{row[c]!s:>11}" for c in cols
             ]
             print(" | ".join(cells), flush=True)
     finally:
-        if args.workdir is None:
+        if args.workdir is None and not args.keep_files:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
