@@ -55,6 +55,14 @@ def spec_options(
     @click.option("--replicas", type=int, help="Replicas per model.")
     @click.option("--batch-size", type=int, help="Prompts per forward pass.")
     @click.option("--progress", type=click.Choice(["auto", "rich", "plain", "none"]))
+    @click.option(
+        "--ray-address",
+        help="Ray cluster to run on (default: $RAY_ADDRESS, else a private local Ray).",
+    )
+    @click.option("--noise", type=float, help="Simulated agent: utility noise σ.")
+    @click.option("--position-bias", type=float, help="Simulated agent: bias β toward option A.")
+    @click.option("--label-noise", type=float, help="Simulated agent: noise on each answer.")
+    @click.option("--refusal-rate", type=float, help="Simulated agent: share of refused prompts.")
     @functools.wraps(func)
     def wrapper(spec_file: str | None, **kwargs: Any) -> Any:
         flags = {k: kwargs.pop(k) for k in list(kwargs) if k in _FLAGS}
@@ -73,6 +81,11 @@ def spec_options(
 
 _FLAGS = {
     "models",
+    "ray_address",
+    "noise",
+    "position_bias",
+    "label_noise",
+    "refusal_rate",
     "scorer",
     "outcome_sets",
     "design",
@@ -130,7 +143,17 @@ def build_spec(spec_file: str | None, **flags: Any) -> Any:
     if flags.get("models"):
         data["models"] = [{"name": m} for m in flags["models"]]
     model_overrides = {
-        k: flags[k] for k in ("scorer", "replicas", "batch_size") if flags.get(k) is not None
+        k: flags[k]
+        for k in (
+            "scorer",
+            "replicas",
+            "batch_size",
+            "noise",
+            "position_bias",
+            "label_noise",
+            "refusal_rate",
+        )
+        if flags.get(k) is not None
     }
     if model_overrides:
         data["models"] = [{**m, **model_overrides} for m in data.get("models") or [{}]]
@@ -150,7 +173,7 @@ def build_spec(spec_file: str | None, **flags: Any) -> Any:
     if flags.get("mode"):
         data["mode"] = {**(data.get("mode") or {}), "kind": flags["mode"]}
     execution = dict(data.get("execution") or {})
-    for key in ("shard_size", "progress"):
+    for key in ("shard_size", "progress", "ray_address"):
         if flags.get(key) is not None:
             execution[key] = flags[key]
     if execution:

@@ -104,3 +104,26 @@ def test_ctrl_c_exits_130(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 130 and "interrupted" in proc.stderr
+
+
+def test_agent_and_ray_flags_reach_the_spec(tmp_path):
+    from cluster.cli.options import build_spec
+
+    spec = build_spec(
+        None,
+        models=("simulated",),
+        noise=0.5,
+        position_bias=1.2,
+        label_noise=0.1,
+        refusal_rate=0.2,
+        ray_address="10.0.0.1:6379",
+        root=str(tmp_path),
+    )
+    (model,) = spec.models
+    assert (model.noise, model.position_bias, model.label_noise, model.refusal_rate) == (
+        0.5,
+        1.2,
+        0.1,
+        0.2,
+    )
+    assert spec.execution.ray_address == "10.0.0.1:6379"
