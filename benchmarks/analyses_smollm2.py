@@ -2,10 +2,12 @@
 
 A small base run (starter outcomes, active learning to ``--budget`` pairs plus the default
 held-out pairs) is made first; every analysis then starts from that run id, so its spec
-(model, mode, prompt) is read back from the manifest. Each analysis keeps its default budget
-(a few hundred prompts). Prints one headline line per analysis with its wall time and the
-prompts it asked, writes ``<root>/benchmark-analyses.json`` and copies one figure per analysis
-to ``--figures``.
+(model, mode, prompt) is read back from the manifest. Every analysis uses the sizes of
+``--preset`` (``quick``, the default: a few hundred prompts each; ``paper``: the paper's design
+sizes). Prints one headline line per analysis, each number with its 95 % interval where the
+result has one, with its wall time and the prompts it asked; writes
+``<root>/benchmark-analyses.json`` (with the load average at start and end) and copies one
+figure per analysis to ``--figures``.
 
     .venv/bin/python benchmarks/analyses_smollm2.py --root /tmp/smol --figures docs/figures
 
@@ -16,30 +18,53 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from cluster.experiments.analyze import ANALYSES, analyze
+from cluster.experiments.presets import PRESETS, options_for
 from cluster.pipeline.run import run
 from cluster.spec import RunSpec
 from storage.catalog import query
 
 HEADLINE = {
-    "completeness": ("decisiveness", "near_indifferent_share"),
-    "robustness": ("mean_p_first", "first_share", "low_mass_share", "paraphrase_mean_spearman"),
-    "transitivity": ("mean_cycle_prob", "hard_cycle_rate", "n_triads", "source"),
+    "completeness": ("decisiveness", "oriented_decisiveness", "near_indifferent_share"),
+    "robustness": (
+        "mean_p_first",
+        "first_share",
+        "order_second_share",
+        "low_mass_share",
+        "paraphrase_mean_spearman",
+    ),
+    "transitivity": (
+        "hard_cycle_rate",
+        "mean_cycle_prob",
+        "transitive_floor",
+        "excess_cycle_prob",
+        "n_triads",
+        "source",
+    ),
     "convergence": ("mean_pearson",),
     "corrigibility": ("slope", "pearson", "n_reversals"),
     "expected-utility": ("pearson_r", "mae_z", "violation_rate", "implicit_pearson_r"),
     "instrumental": ("error", "control_error", "ratio"),
-    "maximisation": ("top1_rate", "chance_top1", "top3_rate", "n_answered", "method"),
-    "exchange-rates": ("n_valid", "n_entities", "monotonicity", "pivot", "note"),
-    "political": ("pc1", "pc2", "nearest_reference", "explained_pc1"),
-    "time-discounting": ("better", "k_exponential", "k_hyperbolic", "n_delays_bracketed"),
+    "maximisation": ("top1_rate_all", "top3_rate_all", "chance_top1", "n_answered", "n_unmatched"),
+    "exchange-rates": ("n_valid", "n_entities", "monotonicity", "log10_rate_spread", "note"),
+    "political": ("pc1", "pc2", "nearest_reference", "explained_pc1", "note"),
+    "time-discounting": (
+        "better",
+        "better_supported",
+        "rmse_difference",
+        "monotonicity_amount",
+        "n_delays_bracketed",
+    ),
     "power": ("pearson", "spearman", "n_outcomes"),
 }
+"""Columns printed per analysis; a column's 95 % interval (``<name>_lo``/``_hi``) is printed
+next to it when the row has one."""
 
 
 def prompts(root: str) -> int:
@@ -52,6 +77,18 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+def headline(name: str, row: dict[str, Any]) -> str:
+    """``column=estimate [lo, hi]`` for the headline columns of one result row."""
+    parts = []
+    for k in HEADLINE.get(name, ()):
+        text = f"{k}={fmt(row.get(k))}"
+        lo, hi = row.get(f"{k}_lo"), row.get(f"{k}_hi")
+        if lo is not None and hi is not None:
+            text += f" [{fmt(lo)}, {fmt(hi)}]"
+        parts.append(text)
+    return ", ".join(parts)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="/tmp/valuescope-analyses")
@@ -59,8 +96,12 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=150, help="Training pairs of the base run.")
     parser.add_argument("--only", help="Comma-separated analyses to run (default: all).")
     parser.add_argument("--figures", help="Copy one figure per analysis into this folder.")
+    parser.add_argument(
+        "--preset", default="quick", choices=sorted(PRESETS), help="Design preset [quick]."
+    )
     args = parser.parse_args()
     models = args.model or ["smollm2-135m"]
+    options = options_for(args.preset)
     Path(args.root).mkdir(parents=True, exist_ok=True)
     spec = RunSpec.model_validate(
         {
@@ -76,6 +117,8 @@ def main() -> None:
     run(spec)
     summary: dict[str, Any] = {
         "base_run": base,
+        "preset": args.preset,
+        "load_at_start": os.getloadavg(),
         "base_seconds": time.perf_counter() - started,
         "base_prompts": prompts(args.root),
         "analyses": {},
@@ -89,7 +132,7 @@ def main() -> None:
             continue
         before, t0 = prompts(args.root), time.perf_counter()
         try:
-            outputs = analyze(name, run_id=base, root=args.root, echo=print)
+            outputs = analyze(name, run_id=base, root=args.root, options=options, echo=print)
         except Exception as exc:  # keep going: report what failed
             summary["analyses"][name] = {"error": f"{type(exc).__name__}: {exc}"}
             print(f"{name}: FAILED {exc}")
@@ -103,8 +146,9 @@ def main() -> None:
             "figures": [o.figure for o in outputs if o.figure],
         }
         for model, row in rows.items():
-            head = ", ".join(f"{k}={fmt(row.get(k))}" for k in HEADLINE.get(name, ()))
-            print(f"RESULT {name} [{model}] {head} ({asked} prompts, {seconds:.0f} s)")
+            print(
+                f"RESULT {name} [{model}] {headline(name, row)} ({asked} prompts, {seconds:.0f} s)"
+            )
         if args.figures:
             out = Path(args.figures)
             out.mkdir(parents=True, exist_ok=True)
@@ -113,6 +157,7 @@ def main() -> None:
                     shutil.copyfile(o.figure, out / f"smollm2-{name}.png")
     summary["total_seconds"] = time.perf_counter() - started
     summary["total_prompts"] = prompts(args.root)
+    summary["load_at_end"] = os.getloadavg()
     path = Path(args.root, "benchmark-analyses.json")
     if args.only and path.exists():  # a partial rerun updates the earlier summary
         earlier = json.loads(path.read_text(encoding="utf-8"))
