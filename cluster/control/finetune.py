@@ -106,6 +106,9 @@ class TrainReport:
     seconds: float
     epoch_loss: list[float] = field(default_factory=list)
     """Mean training loss of each epoch (the loss of the weights as they were during it)."""
+    adapter_norm: float | None = None
+    """LoRA only: Frobenius norm of all adapter B matrices before they are merged. They start at
+    zero, so 0 means training never moved the adapters; None for full fine-tuning."""
 
 
 def default_lr(method: Method) -> float:
@@ -168,15 +171,26 @@ def _prepare(lm: Any, settings: TrainSettings, device: str) -> Any:
         except ImportError as exc:
             raise ControlError(f"LoRA needs the peft package ({exc}); pip install peft") from exc
         torch.manual_seed(settings.seed)
+        targets: str | list[str] = "all-linear"
+        only: list[int] | None = None
+        if settings.layers is not None:
+            # peft takes a layer subset only with named modules: the blocks' linear layers
+            blocks = _blocks(lm)
+            targets = sorted(
+                {
+                    name.rsplit(".", 1)[-1]
+                    for name, module in blocks.named_modules()
+                    if isinstance(module, torch.nn.Linear)
+                }
+            )
+            only = list(range(first, len(blocks)))
         config = LoraConfig(
             r=settings.lora_rank,
             lora_alpha=2 * settings.lora_rank,
             lora_dropout=0.0,
-            target_modules="all-linear",
+            target_modules=targets,
             task_type="CAUSAL_LM",
-            layers_to_transform=list(range(first, len(_blocks(lm))))
-            if settings.layers is not None
-            else None,
+            layers_to_transform=only,
         )
         return get_peft_model(lm, config)
     if next(lm.parameters()).dtype != torch.float32:
@@ -288,12 +302,26 @@ def finetune(
                 bar.advance(1, note=f"loss {float(loss.detach()):.4f}")
             report.epoch_loss.append(sum(losses) / n)
     if settings.method == "lora":
+        report.adapter_norm = _adapter_norm(lm)
         lm = lm.merge_and_unload()
     for p in lm.parameters():
         p.requires_grad_(False)
     scorer.lm = lm.eval()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _adapter_norm(lm: Any) -> float:
+    """√(Σ ‖B‖²) over the LoRA B matrices of a peft model (zero at initialisation)."""
+    import torch
+
+    with torch.no_grad():
+        total = sum(
+            float(p.detach().float().pow(2).sum())
+            for name, p in lm.named_parameters()
+            if "lora_B" in name
+        )
+    return float(np.sqrt(total))
 
 
 def _batches(pair_key: np.ndarray, size: int, rng: np.random.Generator) -> list[np.ndarray]:

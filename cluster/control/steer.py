@@ -444,6 +444,7 @@ def _row(
     row["loss_first_epoch"] = report.epoch_loss[0] if report.epoch_loss else None
     row["loss_last_epoch"] = report.epoch_loss[-1] if report.epoch_loss else None
     row["train_seconds"] = report.seconds
+    row["adapter_norm"] = report.adapter_norm  # LoRA: 0 would mean the adapters never moved
     row["model_dir"] = model_dir
     return row
 

@@ -186,8 +186,10 @@ def _order_effect(ctx: Context, run_id: str, model: str) -> Any:
 
 
 def robustness(ctx: Context) -> list[Output]:
-    """Position bias and low-mass answers in the base run; rank agreement of utilities fitted
-    under ≥ 3 paraphrased wordings of the question (unless paraphrases are switched off)."""
+    """Position bias and answer quality in the base run (low letter mass in logprob mode,
+    refused prompts and unparsed samples in every mode, pairs answered in one order only); rank
+    agreement of utilities fitted under ≥ 3 paraphrased wordings of the question (unless
+    paraphrases are switched off)."""
     from fit.analyses._common import vectors_by_name
     from fit.analyses.intervals import (
         mean_off_diagonal_interval,
