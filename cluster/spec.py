@@ -85,9 +85,11 @@ class FitConfig(_Spec):
     """Fit a first-position bias term β on oriented rows, so a biased model's remaining
     preference signal is recovered; β and its interval are reported."""
     bootstrap: int = Field(50, ge=0, le=10000)
-    """Bootstrap resamples for the intervals of μ (0 = none)."""
+    """0 = no intervals of μ; any other value: 95 % intervals from the curvature of the
+    likelihood (sandwich, clustered by pair; docs/methods.md). The count is no longer used —
+    the field keeps its name so stored specs keep their run ids."""
     seed: int = 0
-    """Seed of the bootstrap."""
+    """Seed of the fit's random choices (kept for stored specs; the analytic fit uses none)."""
 
 
 class ExecutionConfig(_Spec):

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from cluster.reports.format import cell
+
 if TYPE_CHECKING:
     import pyarrow as pa
     from rich.console import Console
@@ -28,11 +30,7 @@ def console() -> Console:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return " ".join(str(value).splitlines())
+    return " ".join(cell(value).splitlines())
 
 
 def _type_name(arrow_type: Any) -> str:

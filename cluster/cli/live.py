@@ -11,6 +11,7 @@ import click
 
 from cluster.cli.display import console
 from cluster.pipeline.events import EnginesStarting, Event, RoundFitted
+from cluster.reports.format import pct
 
 
 def _fit(text: str, width: int) -> str:
@@ -20,7 +21,7 @@ def _fit(text: str, width: int) -> str:
 def round_line(event: RoundFitted, width: int) -> str:
     """``<model> round <r>: <pairs> pairs, held-out <acc>; top a, b; bottom y, z`` with as many
     outcomes at each end as fit in ``width`` columns."""
-    acc = "-" if event.holdout_accuracy is None else f"{event.holdout_accuracy:.0%}"
+    acc = pct(event.holdout_accuracy, 0)
     head = f"{event.model} round {event.round}: {event.pairs:,} pairs, held-out {acc}"
     best = head
     for k in range(1, max(len(event.top), len(event.bottom)) + 1):

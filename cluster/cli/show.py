@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.cli.display import console
+from cluster.reports.format import NULL, num, pct
 from cluster.reports.summary import load, reading, standardise_truth
 
 _ROWS = 10
@@ -101,12 +102,6 @@ def render(
 
 
 def _metrics(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{x:.1%}"
-
-    def num(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
     beta = f.get("position_bias")
     beta_text = (
         "not fitted"
@@ -123,7 +118,9 @@ def _metrics(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
         f"{pct(answers['error_rate'])}; letter mass {num(answers['mass'])}",
         *_answer_lines(f, answers),
         f"{f['estimator']} fit: {f['iterations']} iterations, "
-        f"{'converged' if f['converged'] else 'NOT converged'}, {f['seconds']:.2f} s",
+        f"{'converged' if f['converged'] else 'NOT converged'}; point fit "
+        f"{num(f.get('seconds_point'), 2)} s, intervals {num(f.get('seconds_interval'), 2)} s "
+        f"(whole stage {f['seconds']:.2f} s)",
     ]
 
 
@@ -131,18 +128,12 @@ def _answer_lines(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
     """Refused and unparsed answers, pairs left with one order, and held-out scores per
     presented order next to the position-only baseline."""
 
-    def pct(x: float | None) -> str:
-        return "-" if x is None else f"{x:.1%}"
-
-    def num(x: float | None) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
     partial = f.get("partial_pairs")
     lines = [
         f"refused {pct(answers.get('refusal_rate'))} of prompts; unparsed "
         f"{pct(answers.get('unparsed_share'))} of samples",
         "pairs with one order answered: "
-        + ("-" if partial is None else f"{partial:,} (left out of order-averaged labels)"),
+        + (NULL if partial is None else f"{partial:,} (left out of order-averaged labels)"),
     ]
     if f.get("holdout_oriented_log_loss") is not None:
         lines.append(

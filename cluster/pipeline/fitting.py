@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from cluster.store import HOLDOUT_ROUND, RunStore
 from fit.errors import EmptyDataError, FitWarning
-from fit.metrics import accuracy, bootstrap_mu, holdout_pairs, log_loss, order_consistency
+from fit.metrics import accuracy, holdout_pairs, log_loss, order_consistency
 from fit.result import BRADLEY_TERRY, THURSTONIAN, FitResult
 from fit.stats import OrientedStats, PairStats, fold
 from storage import Root, RunLayout
@@ -173,6 +173,10 @@ def fit_model(
 ) -> tuple[dict[str, Any], pa.Table]:
     """Fit one model's stored comparisons and write its ``utilities`` and ``fits`` tables.
 
+    Utilities, their 95 % intervals (unless ``bootstrap`` is 0) and β come from one
+    :func:`fit.full.fit_with_intervals` call; the row keeps the point-fit and interval timings
+    apart (``seconds_point``, ``seconds_interval``) next to the whole stage (``seconds``).
+
     Returns:
         (the fits row as a dict, the utilities table).
     """
@@ -198,23 +202,20 @@ def fit_model(
     fitted = oriented if position_bias else complete
     # usable training rows, counted by the same fold that built the statistics
     n_rows = int(fitted.n.sum())
-    result, pf = _estimate(fitted, estimator, position_bias)
     pairs = fold(complete)
-    interval_lo = interval_hi = np.full(len(outcome_ids), np.nan)
-    if bootstrap > 0:
-        from fit.bradley_terry import fit_bradley_terry_batch
-        from fit.thurstonian import fit_thurstonian_batch
+    from fit.full import fit_with_intervals
 
-        batch = fit_bradley_terry_batch if estimator == "bt" else fit_thurstonian_batch
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FitWarning)
-            boot = bootstrap_mu(
-                pairs, n_boot=bootstrap, seed=seed, fit_batch=batch, allow_unobserved=True
-            )
-        # The bootstrap refits the folded data without β; its spread is centred on our estimate.
-        centre = np.nanmedian(boot.samples, axis=0)
-        interval_lo = result.mu + (boot.mu_lo - centre)
-        interval_hi = result.mu + (boot.mu_hi - centre)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitWarning)  # e.g. a disconnected early graph
+        whole = fit_with_intervals(
+            fitted,
+            estimator=BRADLEY_TERRY if estimator == "bt" else THURSTONIAN,
+            position_bias=position_bias,
+            allow_unobserved=True,
+        )
+    result, pf = whole.fit, whole.position
+    nan = np.full(len(outcome_ids), np.nan)
+    interval_lo, interval_hi = (whole.mu_lo, whole.mu_hi) if bootstrap > 0 else (nan, nan)
     consistency = order_consistency(all_oriented)
     fit_id = fit_id_for(estimator, position_bias)
     per_order = _per_order_metrics(
@@ -239,6 +240,9 @@ def fit_model(
         "position_bias_lo": pf.beta_lo if pf is not None else None,
         "position_bias_hi": pf.beta_hi if pf is not None else None,
         "created_at": dt.datetime.now(dt.UTC),
+        "seconds_point": whole.seconds_point,
+        "seconds_interval": whole.seconds_interval,
+        "bt_scale": result.scale if estimator == "bt" else None,
         "partial_pairs": store.partial_pairs(run_id, model, outcome_ids, None),
         **per_order,
     }

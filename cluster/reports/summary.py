@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cluster.errors import ClusterError
+from cluster.reports.format import pct
 from cluster.store import RunStore
 
 
@@ -124,12 +125,9 @@ def prediction_sentence(fit: dict[str, Any]) -> str | None:
             f"(`valuescope fit {fit.get('run_id', 'RUN')}` refits it)"
         )
 
-    def pct(x: Any) -> str:
-        return "-" if x is None else f"{x:.0%}"
-
     acc = (
-        f"accuracy {pct(fit.get('holdout_oriented_accuracy'))} against "
-        f"{pct(fit.get('baseline_oriented_accuracy'))}"
+        f"accuracy {pct(fit.get('holdout_oriented_accuracy'), 0)} against "
+        f"{pct(fit.get('baseline_oriented_accuracy'), 0)}"
     )
     if gain >= UTILITY_MARGIN:
         return (
