@@ -105,7 +105,7 @@ def prepare(spec: RunSpec) -> RunContext:
     manifest = read_manifest(layout)
     if manifest is None:
         manifest = new_manifest(run_id, content, simulated=simulated)
-    elif manifest.spec != json.loads(json.dumps(content)):
+    elif not spec.same_content(manifest.spec):
         raise RunFailed(
             f"run {run_id!r} in {spec.root!r} was started with a different spec; "
             "use another run_id (or name), or delete the old run's folders"
