@@ -137,9 +137,9 @@ def _answer_lines(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
     ]
     if f.get("holdout_oriented_log_loss") is not None:
         lines.append(
-            f"held out, per order: log-loss {num(f['holdout_oriented_log_loss'])} "
-            f"(position {num(f.get('baseline_oriented_log_loss'))}); accuracy "
-            f"{pct(f.get('holdout_oriented_accuracy'))} "
-            f"(position {pct(f.get('baseline_oriented_accuracy'))})"
+            f"held-out per order: loss {num(f['holdout_oriented_log_loss'])}, accuracy "
+            f"{pct(f.get('holdout_oriented_accuracy'))}; position only: "
+            f"{num(f.get('baseline_oriented_log_loss'))}, "
+            f"{pct(f.get('baseline_oriented_accuracy'))}"
         )
     return lines
