@@ -6,10 +6,13 @@ held-out pairs) is made first; every analysis then starts from that run id, so i
 ``--preset`` (``quick``, the default: a few hundred prompts each; ``paper``: the paper's design
 sizes). Prints one headline line per analysis, each number with its 95 % interval where the
 result has one, with its wall time and the prompts it asked; writes
-``<root>/benchmark-analyses.json`` (with the load average at start and end) and copies one
-figure per analysis to ``--figures``.
+``<root>/benchmark-analyses.json`` (with the load average at start and end) and writes the
+report's utilities and answer-quality panels and one figure per analysis to ``--figures``
+(``--figures-only`` rewrites them from the stored results without asking anything).
 
     .venv/bin/python benchmarks/analyses_smollm2.py --root /tmp/smol --figures docs/figures
+    .venv/bin/python benchmarks/analyses_smollm2.py --root /tmp/smol --figures docs/figures \
+        --figures-only
 
 Convergence needs two models in one run; it runs only when ``--model`` is given twice.
 """
@@ -89,6 +92,24 @@ def headline(name: str, row: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def write_figures(root: str, summary: dict[str, Any], out: Path) -> list[Path]:
+    """The doc's figures from stored results: the report's ranked utilities and answer-quality
+    panels of the base run, and the first figure of each analysis (asks nothing)."""
+    from cluster.reports.figures import answers_figure, utilities_figure
+    from cluster.reports.summary import load
+
+    out.mkdir(parents=True, exist_ok=True)
+    models = load(root, summary["base_run"])
+    written = [out / "smollm2-utilities.png", out / "smollm2-answers.png"]
+    written[0].write_bytes(utilities_figure(models))
+    written[1].write_bytes(answers_figure({m: d["answers"] for m, d in models.items()}))
+    for name, result in summary["analyses"].items():
+        if result.get("figures"):
+            written.append(out / f"smollm2-{name}.png")
+            shutil.copyfile(result["figures"][0], written[-1])
+    return written
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--root", default="/tmp/valuescope-analyses")
@@ -99,7 +120,19 @@ def main() -> None:
     parser.add_argument(
         "--preset", default="quick", choices=sorted(PRESETS), help="Design preset [quick]."
     )
+    parser.add_argument(
+        "--figures-only",
+        action="store_true",
+        help="Only write --figures from the results stored under --root (no prompts).",
+    )
     args = parser.parse_args()
+    if args.figures_only:
+        if not args.figures:
+            parser.error("--figures-only needs --figures DIR")
+        stored = json.loads(Path(args.root, "benchmark-analyses.json").read_text(encoding="utf-8"))
+        for path in write_figures(args.root, stored, Path(args.figures)):
+            print(path)
+        return
     models = args.model or ["smollm2-135m"]
     options = options_for(args.preset)
     Path(args.root).mkdir(parents=True, exist_ok=True)
@@ -149,12 +182,6 @@ def main() -> None:
             print(
                 f"RESULT {name} [{model}] {headline(name, row)} ({asked} prompts, {seconds:.0f} s)"
             )
-        if args.figures:
-            out = Path(args.figures)
-            out.mkdir(parents=True, exist_ok=True)
-            for o in outputs[:1]:
-                if o.figure:
-                    shutil.copyfile(o.figure, out / f"smollm2-{name}.png")
     summary["total_seconds"] = time.perf_counter() - started
     summary["total_prompts"] = prompts(args.root)
     summary["load_at_end"] = os.getloadavg()
@@ -165,6 +192,8 @@ def main() -> None:
         for key in ("base_seconds", "base_prompts"):
             summary[key] = earlier.get(key, summary[key])
     path.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    if args.figures:
+        write_figures(args.root, summary, Path(args.figures))
     print(f"total: {summary['total_prompts']} prompts in {summary['total_seconds']:.0f} s")
 
 
