@@ -203,13 +203,14 @@ def fit_model(
     # usable training rows, counted by the same fold that built the statistics
     n_rows = int(fitted.n.sum())
     pairs = fold(complete)
-    from fit.full import fit_with_intervals
+    from fit.full import Estimator, fit_with_intervals
 
+    kind: Estimator = "bradley-terry" if estimator == "bt" else "thurstonian"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FitWarning)  # e.g. a disconnected early graph
         whole = fit_with_intervals(
             fitted,
-            estimator=BRADLEY_TERRY if estimator == "bt" else THURSTONIAN,
+            estimator=kind,
             position_bias=position_bias,
             allow_unobserved=True,
         )
