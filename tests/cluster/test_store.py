@@ -48,7 +48,9 @@ def test_pair_probs_are_oriented_lo_to_hi_and_match_the_truth(stored):
         pp = store.pair_probs(run_id, "simulated")
         truth = {
             r["outcome_id"]: r["true_utility"]
-            for r in store.utility_rows(run_id, "simulated", store.latest_fit(run_id, "simulated")["fit_id"])
+            for r in store.utility_rows(
+                run_id, "simulated", store.latest_fit(run_id, "simulated")["fit_id"]
+            )
         }
     index = {o: k for k, o in enumerate(store.outcome_ids(run_id))}
     assert all(index[a] < index[b] for a, b in zip(pp.first, pp.second, strict=True))

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
-from elicit.panel import AssemblyError, load_panel, persona_model, sample_personas
 from elicit.config import ModelConfig
+from elicit.panel import AssemblyError, load_panel, persona_model, sample_personas
 from elicit.scorers.simulated import true_utilities
 
 
