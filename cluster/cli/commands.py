@@ -85,8 +85,8 @@ def run(spec: Any, verbose: bool, wide: bool) -> None:
 
     run_id = spec.resolved_run_id()
     click.echo(
-        f"run {run_id}: {len(spec.models)} model(s), outcomes {', '.join(spec.outcomes)}, "
-        f"design {spec.design.kind}, results in {spec.root}",
+        f"run {run_id}: {spec.design.kind} design, outcomes {', '.join(spec.outcomes)}; "
+        f"results in {spec.root}",
         err=True,
     )
     try:

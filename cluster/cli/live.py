@@ -54,7 +54,8 @@ class LivePrinter:
             noun = "replica" if event.replicas == 1 else "replicas"
             line = f"{event.model}: starting {event.replicas} {noun}"
             if event.log_path and not self.log_shown:
-                line += f"; engine logs: {_short(event.log_path)}"
+                log = f"engine logs: {_short(event.log_path)}"
+                line += f"; {log}" if len(line) + len(log) + 2 <= width else f"\n{log}"
                 self.log_shown = True
             click.echo(line, err=True)
         elif isinstance(event, RoundFitted):
