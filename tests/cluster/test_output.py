@@ -17,6 +17,7 @@ from cluster.cli.options import build_spec
 from cluster.pipeline.events import RoundFitted
 from cluster.pipeline.fitting import refit
 from cluster.pipeline.run import run
+from cluster.reports.format import NULL
 from cluster.spec import RunSpec
 
 SIM = {"name": "simulated", "seed": 3, "noise": 0.5, "label_noise": 0.2}
@@ -101,7 +102,7 @@ def test_sql_table_fits_the_terminal():
     assert max(cell_len(x) for x in lines) <= 80
     header = lines[1]
     assert "run_id" in header and header.rstrip(" │").endswith("n") and " … " in header
-    assert any(x.endswith("NULL │") or "NULL" in x for x in table_lines(wide, width=80, limit=0))
+    assert table_lines(wide, width=80, limit=0)[8].endswith(f" {NULL} │")  # the missing `n`
     assert "5 rows (3 shown; --limit N, or --format csv for all)" in lines
     assert lines[-1].startswith("15 columns (") and "elided: col" in lines[-1]
     assert re.search(r"│\s+333 │$", lines[6])  # numbers right-aligned
