@@ -263,6 +263,8 @@ def robustness(ctx: Context) -> list[Output]:
             "n_wordings": 0,
             "paraphrase_n_outcomes": None,
         }
+        if fit.get("position_bias_lo") is not None:  # the fit's own interval of β
+            bounds["position_bias_beta"] = (fit["position_bias_lo"], fit["position_bias_hi"])
         if np.isfinite(low_mass):
             bounds["low_mass_share"] = wilson(n_low, float(rq.n_rows[0]))
         if refusal is not None:

@@ -169,6 +169,10 @@ def test_base_run_analyses_through_the_cli(shared_root, ray_local):
     robust = sql(shared_root, "SELECT * FROM analysis_robustness ORDER BY model")
     assert all(r["mean_p_first"] > 0.55 and r["first_share"] > 0.6 for r in robust)
     assert all(r["position_bias_beta"] > 0 for r in robust)
+    assert all(
+        r["position_bias_beta_lo"] <= r["position_bias_beta"] <= r["position_bias_beta_hi"]
+        for r in robust
+    )
     assert all(r["n_wordings"] == 4 and r["paraphrase_mean_spearman"] > 0.99 for r in robust)
     assert all(r["low_mass_share"] == 0 and r["error_share"] == 0 for r in robust)
     conv = sql(shared_root, "SELECT * FROM analysis_convergence")
