@@ -213,3 +213,14 @@ def test_no_reference_to_design_docs_outside_the_repo() -> None:
             f"{name}:{i}" for i, line in enumerate(text.splitlines(), 1) if pattern.search(line)
         ]
     assert hits == []
+
+
+def test_the_architecture_doc_names_every_cluster_module() -> None:
+    """docs/architecture.md matches the tree: each module of cluster/ is named in it."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    missing = [
+        str(p.relative_to(REPO))
+        for p in sorted((REPO / "cluster").rglob("*.py"))
+        if p.name != "__init__.py" and not re.search(rf"[`/]{re.escape(p.name)}`", doc)
+    ]
+    assert missing == []
