@@ -117,10 +117,10 @@ def _metrics(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
         f"{f['n_pairs']:,} pairs from {f['n_rows']:,} answers; error rate "
         f"{pct(answers['error_rate'])}; letter mass {num(answers['mass'])}",
         *_answer_lines(f, answers),
-        f"{f['estimator']} fit: {f['iterations']} iterations, "
-        f"{'converged' if f['converged'] else 'NOT converged'}; point fit "
-        f"{num(f.get('seconds_point'), 2)} s, intervals {num(f.get('seconds_interval'), 2)} s "
-        f"(whole stage {f['seconds']:.2f} s)",
+        f"{f['estimator']} fit: {f['iterations']} steps, "
+        f"{'converged' if f['converged'] else 'NOT converged'}; {f['seconds']:.2f} s "
+        f"(point {num(f.get('seconds_point'), 2)} s, intervals "
+        f"{num(f.get('seconds_interval'), 2)} s)",
     ]
 
 
