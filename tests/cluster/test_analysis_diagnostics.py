@@ -6,26 +6,12 @@ from __future__ import annotations
 import math
 
 import pytest
+from specs import spec_of
 
 from cluster.experiments.analyze import Options, analyze
 from cluster.experiments.presets import options_for
 from cluster.experiments.values import exchange_design
-from cluster.spec import RunSpec
 from storage.catalog import query
-
-
-def spec_of(root: str, name: str, models: list[dict], **kw) -> RunSpec:
-    data = {
-        "name": name,
-        "root": root,
-        "outcomes": ["starter"],
-        "models": models,
-        "fit": {"bootstrap": 0},
-        "execution": {"progress": "none"},
-    }
-    data.update(kw)
-    return RunSpec.model_validate(data)
-
 
 LADDER = Options(groups=("animals",), n_entities=2, ns=(3, 10, 30, 100, 300, 1000), money=())
 

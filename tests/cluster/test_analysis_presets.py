@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
+from specs import spec_of
 
 from cluster.cli import cli
 from cluster.experiments.analyze import analyze
 from cluster.experiments.common import AnalysisError, base_from_spec
 from cluster.experiments.presets import options_for, planned_prompts
 from cluster.experiments.values import exchange_design, time_discounting_design
-from cluster.spec import RunSpec
 from elicit import generators as gen
 from storage.catalog import query
-
-
-def spec_of(root: str, name: str, models: list[dict], **kw) -> RunSpec:
-    data = {
-        "name": name,
-        "root": root,
-        "outcomes": ["starter"],
-        "models": models,
-        "fit": {"bootstrap": 0},
-        "execution": {"progress": "none"},
-    }
-    data.update(kw)
-    return RunSpec.model_validate(data)
 
 
 def test_paper_preset_has_the_paper_sizes(root):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from specs import spec_of
 
 from cluster.cli import cli
 from cluster.experiments.analyze import Options, analyze
@@ -31,19 +32,6 @@ def shared_root(tmp_path_factory):
     path = tmp_path_factory.mktemp("analyses") / "results"
     path.mkdir()
     return str(path)
-
-
-def spec_of(root: str, name: str, models: list[dict], **kw) -> RunSpec:
-    data = {
-        "name": name,
-        "root": root,
-        "outcomes": ["starter"],
-        "models": models,
-        "fit": {"bootstrap": 0},
-        "execution": {"progress": "none"},
-    }
-    data.update(kw)
-    return RunSpec.model_validate(data)
 
 
 def sql(root: str, text: str) -> list[dict]:

@@ -72,6 +72,7 @@ import pytest
 import yaml
 from scipy.special import ndtr
 from scipy.stats import spearmanr
+from specs import spec_of
 
 from cluster.experiments.analyze import Options, analyze
 from cluster.experiments.coherence import expected_utility_design
@@ -111,19 +112,6 @@ def base_file(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = tmp_path_factory.mktemp("inputs") / "base.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
-
-
-def spec_of(root: str, name: str, models: list[dict[str, Any]], **kw: Any) -> RunSpec:
-    data: dict[str, Any] = {
-        "name": name,
-        "root": root,
-        "outcomes": ["starter"],
-        "models": models,
-        "fit": {"bootstrap": 0},
-        "execution": {"progress": "none"},
-    }
-    data.update(kw)
-    return RunSpec.model_validate(data)
 
 
 def agent(name: str, **fields: Any) -> dict[str, Any]:
