@@ -12,7 +12,9 @@ import asyncio
 import base64
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -131,15 +133,36 @@ async def _inspect(ws_url: str, url: str, width: int, height: int) -> PageCheck:
     return check
 
 
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop Chromium and every helper process it started (its own session)."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+
 def check_page(path: str | Path, *, width: int = 1280, height: int = 900) -> PageCheck:
     """Load a local HTML file in headless Chromium; see :class:`PageCheck`."""
     if CHROMIUM is None:
         raise RuntimeError("chromium is not installed (scripts/test installs Debian's package)")
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes (zygote, renderer, crashpad) outlive the main
+    # one by a moment and keep writing to the profile, so the whole process group
+    # is stopped and a late write cannot fail the temporary directory's cleanup.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [CHROMIUM, *_FLAGS, f"--user-data-dir={profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             port_file = Path(profile, "DevToolsActivePort")
@@ -152,8 +175,4 @@ def check_page(path: str | Path, *, width: int = 1280, height: int = 900) -> Pag
             url = Path(path).resolve().as_uri()
             return asyncio.run(_inspect(f"ws://127.0.0.1:{port}{ws_path}", url, width, height))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            _stop_group(proc)
