@@ -19,7 +19,7 @@ import numpy as np
 
 from fit._engine import fit_blocks
 from fit.intervals import METHODS, Method, standard_errors, z_value
-from fit.position import PositionFit, oriented_total, position_clusters
+from fit.position import PositionFit, oriented_total, position_clusters, position_fit
 from fit.result import BRADLEY_TERRY, ESTIMATORS, THURSTONIAN, THURSTONIAN_HOMOSCEDASTIC, FitResult
 from fit.stats import OrientedStats, fold
 from fit.thurstonian import DEFAULT_EPS, DEFAULT_VAR_PRIOR
@@ -131,9 +131,7 @@ def fit_with_intervals(
     mu = np.where(observed, result.mu, np.nan)
     position = None
     if position_bias:
-        se = float(errors.beta_se) if errors.beta_se is not None else float("nan")
-        beta = betas[0]
-        position = PositionFit(result, beta, se, beta - z * se, beta + z * se, level, interval)
+        position = position_fit(result, betas[0], errors, level, interval)
     seconds_interval = time.perf_counter() - t1
     return FitWithIntervals(
         fit=result,

@@ -54,6 +54,44 @@ class StandardErrors:
     """Standard error of β̃ (position problems), else None."""
     exact: bool
     """True when the full covariance was used (dense), False for the per-outcome blocks."""
+    tie: float | None = None
+    """β in noise units, :func:`tie_shift` (position problems), else None."""
+    tie_se: float | None = None
+    """Standard error of ``tie`` (exact in both paths: one solve with H), else None."""
+
+
+def tie_shift(x: FloatArray, pr: Problem) -> tuple[float, FloatArray]:
+    """β in noise units and its gradient in x: the shift a first listing adds to the probit
+    (logit) of a choice between two outcomes of equal utility and average noise.
+
+    Probit: g = β / √(2·mean t² + ε), so P(first chosen | tie) = Φ(g); it is invariant to the
+    joint rescaling of μ, t and β (the gauge). Logit (Bradley–Terry, no noise parameters): g = β,
+    P = sigmoid(g). Unlike β̃ = β/sd(μ) it does not involve the utilities' spread, whose ratio to
+    the noise the active design overstates (docs/methods.md, "Position bias").
+    """
+    n, size = pr.n_outcomes, pr.n_params
+    _, t, beta = split(x, pr)
+    if beta is None:
+        raise ValueError("tie_shift needs a problem with a position term")
+    b = float(beta[0])
+    grad = np.zeros(size)
+    if t is None:
+        grad[-1] = 1.0
+        return b, grad
+    d = 2.0 * float(np.mean(t**2)) + pr.eps
+    grad[-1] = 1.0 / np.sqrt(d)
+    grad[n : 2 * n] = -2.0 * b * t / (n * d**1.5)
+    return b / np.sqrt(d), grad
+
+
+def _delta_se(u: FloatArray, a: FloatArray, s, c: int, total: float, method: Method, pr) -> float:
+    """Delta-method standard error of a scalar with gradient ``a``, given u = H⁻¹a."""
+    if method == "sandwich":
+        proj = s @ u
+        var = float(proj @ proj) * _dof(c, pr)
+    else:
+        var = float(a @ u) * pr.n_outcomes / total
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def z_value(level: float) -> float:
@@ -101,7 +139,10 @@ def standard_errors(
     centred = mu - mu.mean()
     sd = float(np.sqrt(np.mean(centred**2)))
     if not sd > 1e-12:
-        return StandardErrors(np.full(n, np.nan), None if beta is None else float("nan"), True)
+        if beta is None:
+            return StandardErrors(np.full(n, np.nan), None, True)
+        nan = float("nan")
+        return StandardErrors(np.full(n, np.nan), nan, True, tie_shift(x, pr)[0], nan)
     mu_n = centred / sd
     beta_n = float(beta[0]) / sd if beta is not None else 0.0
     cv = curvature(x, pr)
@@ -139,7 +180,11 @@ def _dense(x, pr, cv, s, c, total, method, sd, mu_n, beta_n) -> StandardErrors:
             var[n] = z[n, size - 1] / sd - beta_n * float(zm[n] @ mu_n) / (n * sd)
         var = var * (n / total)
     se = np.sqrt(np.maximum(var, 0.0))
-    return StandardErrors(se[:n], float(se[n]) if pr.position else None, True)
+    if not pr.position:
+        return StandardErrors(se[:n], None, True)
+    tie, a = tie_shift(x, pr)
+    tie_se = _delta_se(cho_solve(factor, a, check_finite=False), a, s, c, total, method, pr)
+    return StandardErrors(se[:n], float(se[n]), True, tie, tie_se)
 
 
 def _solve(op: HessianOperator, rhs: FloatArray, tol: float = 1e-10, max_iter: int = 500):
@@ -186,16 +231,12 @@ def _large(x, pr, cv, s, c, total, method, sd, mu_n, beta_n) -> StandardErrors:
         inv = tt / (mm * tt - mt * mt) if mt is not None and tt is not None else 1.0 / mm
         var_mu = inv * (n / total)
     mu_se = np.sqrt(np.maximum(var_mu, 0.0)) / sd
-    beta_se = None
-    if pr.position:
-        a = np.zeros(size)
-        a[-1] = 1.0 / sd
-        a[:n] = -beta_n * mu_n / (n * sd)
-        u = _solve(op, a)
-        if method == "sandwich":
-            proj = s @ u
-            var_b = float(proj @ proj) * _dof(c, pr)
-        else:
-            var_b = float(a @ u) * n / total
-        beta_se = float(np.sqrt(max(var_b, 0.0)))
-    return StandardErrors(mu_se, beta_se, False)
+    if not pr.position:
+        return StandardErrors(mu_se, None, False)
+    a = np.zeros(size)
+    a[-1] = 1.0 / sd
+    a[:n] = -beta_n * mu_n / (n * sd)
+    beta_se = _delta_se(_solve(op, a), a, s, c, total, method, pr)
+    tie, a = tie_shift(x, pr)
+    tie_se = _delta_se(_solve(op, a), a, s, c, total, method, pr)
+    return StandardErrors(mu_se, beta_se, False, tie, tie_se)

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from scipy.special import expit, ndtr
 
 from fit._engine import fit_blocks
-from fit.intervals import standard_errors, z_value
+from fit.intervals import StandardErrors, standard_errors, z_value
 from fit.result import BRADLEY_TERRY, THURSTONIAN, FitResult, predict_logit_or_z
 from fit.stats import OrientedStats, pair_keys
 
@@ -55,6 +55,25 @@ class PositionFit:
     """Coverage of the interval, e.g. 0.95."""
     interval: str
     """How the interval was computed: ``sandwich`` or ``hessian`` (module docstring)."""
+    tie: float = float("nan")
+    """β in noise units (:func:`fit.intervals.tie_shift`): the probit (logit for Bradley–Terry)
+    of P(first-listed chosen) between two outcomes of equal utility and average noise."""
+    tie_se: float = float("nan")
+    """Standard error of ``tie``."""
+
+    def _link(self, v: float) -> float:
+        return float(expit(v) if self.fit.estimator == BRADLEY_TERRY else ndtr(v))
+
+    @property
+    def first_at_tie(self) -> float:
+        """P(first-listed chosen) between two outcomes of equal utility and average noise."""
+        return self._link(self.tie)
+
+    @property
+    def first_at_tie_interval(self) -> tuple[float, float]:
+        """(lo, hi) of ``first_at_tie`` at ``level``: ``tie ± z·se`` through the link."""
+        z = z_value(self.level)
+        return self._link(self.tie - z * self.tie_se), self._link(self.tie + z * self.tie_se)
 
 
 def fit_position(
@@ -113,10 +132,19 @@ def fit_position(
     errors = standard_errors(
         sol.x, pr, position_clusters(oriented), oriented_total(oriented), interval
     )
-    se = float(errors.beta_se) if errors.beta_se is not None else float("nan")
+    return position_fit(results[0], betas[0], errors, level, interval)
+
+
+def position_fit(
+    result: FitResult, beta: float, errors: StandardErrors, level: float, interval: str
+) -> PositionFit:
+    """A :class:`PositionFit` from a fit's β̃ and its standard errors."""
+    nan = float("nan")
+    se = float(errors.beta_se) if errors.beta_se is not None else nan
     z = z_value(level)
-    beta = betas[0]
-    return PositionFit(results[0], beta, se, beta - z * se, beta + z * se, level, interval)
+    tie = float(errors.tie) if errors.tie is not None else nan
+    tie_se = float(errors.tie_se) if errors.tie_se is not None else nan
+    return PositionFit(result, beta, se, beta - z * se, beta + z * se, level, interval, tie, tie_se)
 
 
 def position_clusters(oriented: OrientedStats) -> npt.NDArray[np.int64]:

@@ -105,6 +105,12 @@ FITS = pa.schema(
         pa.field("baseline_p_first", pa.float64()),
         pa.field("baseline_oriented_accuracy", pa.float64()),
         pa.field("baseline_oriented_log_loss", pa.float64()),
+        # P(first-listed chosen) between two outcomes of equal utility and average noise, with
+        # its interval: the position bias in noise units, calibrated under the active design
+        # (docs/methods.md, "Position bias"); null without a position term
+        pa.field("first_at_tie", pa.float64()),
+        pa.field("first_at_tie_lo", pa.float64()),
+        pa.field("first_at_tie_hi", pa.float64()),
     ]
 )
 

@@ -101,6 +101,16 @@ def render(
         out.print(f"[bold]Reading:[/bold] {reading(f, answers)}", highlight=False)
 
 
+def _at_tie_text(f: dict[str, Any]) -> str:
+    """'first-listed wins 74 % of ties [72, 76]' from the fits row (β in noise units)."""
+    tie = f.get("first_at_tie")
+    if tie is None:
+        return "ties not modelled"
+    lo, hi = f.get("first_at_tie_lo"), f.get("first_at_tie_hi")
+    bounds = f" [{lo:.0%}, {hi:.0%}]" if lo is not None and hi is not None else ""
+    return f"first-listed wins {tie:.0%} of ties{bounds}"
+
+
 def _metrics(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
     beta = f.get("position_bias")
     beta_text = (
@@ -113,7 +123,8 @@ def _metrics(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
         f"{num(f['holdout_log_loss'])}); training accuracy {pct(f['train_accuracy'])}",
         f"orientation agreement {pct(f['order_consistency'])}; first-listed option wins "
         f"{pct(answers['first_wins'])}",
-        f"position bias β {beta_text}; mean P(first) {num(answers['mean_p_first'])}",
+        f"position bias: {_at_tie_text(f)}; β {beta_text}; mean P(first) "
+        f"{num(answers['mean_p_first'])}",
         f"{f['n_pairs']:,} pairs from {f['n_rows']:,} answers; error rate "
         f"{pct(answers['error_rate'])}; letter mass {num(answers['mass'])}",
         *_answer_lines(f, answers),

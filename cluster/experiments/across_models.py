@@ -249,6 +249,7 @@ def robustness(ctx: Context) -> list[Output]:
             "order_n_prompts": order.n_prompts,
             "order_band": order.band,
             "position_bias_beta": fit.get("position_bias"),
+            "first_at_tie": fit.get("first_at_tie"),
             "order_consistency": fit.get("order_consistency"),
             "low_mass_share": low_mass if np.isfinite(low_mass) else None,
             "refusal_share": refusal,
@@ -265,6 +266,8 @@ def robustness(ctx: Context) -> list[Output]:
         }
         if fit.get("position_bias_lo") is not None:  # the fit's own interval of β
             bounds["position_bias_beta"] = (fit["position_bias_lo"], fit["position_bias_hi"])
+        if fit.get("first_at_tie_lo") is not None:  # P(first chosen | tie), noise units
+            bounds["first_at_tie"] = (fit["first_at_tie_lo"], fit["first_at_tie_hi"])
         if np.isfinite(low_mass):
             bounds["low_mass_share"] = wilson(n_low, float(rq.n_rows[0]))
         if refusal is not None:

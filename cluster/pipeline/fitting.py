@@ -160,6 +160,19 @@ def _per_order_metrics(
     return out
 
 
+def _at_tie(pf: Any) -> dict[str, float | None]:
+    """The fits columns of P(first chosen | tie) and its interval (null without β)."""
+    if pf is None or not np.isfinite(pf.tie):
+        return {"first_at_tie": None, "first_at_tie_lo": None, "first_at_tie_hi": None}
+    lo, hi = pf.first_at_tie_interval
+    finite = np.isfinite(pf.tie_se)
+    return {
+        "first_at_tie": pf.first_at_tie,
+        "first_at_tie_lo": lo if finite else None,
+        "first_at_tie_hi": hi if finite else None,
+    }
+
+
 def fit_model(
     store: RunStore,
     run_id: str,
@@ -240,6 +253,7 @@ def fit_model(
         "position_bias": pf.beta if pf is not None else None,
         "position_bias_lo": pf.beta_lo if pf is not None else None,
         "position_bias_hi": pf.beta_hi if pf is not None else None,
+        **_at_tie(pf),
         "created_at": dt.datetime.now(dt.UTC),
         "seconds_point": whole.seconds_point,
         "seconds_interval": whole.seconds_interval,

@@ -97,6 +97,9 @@ def _model_section(model: str, data: dict[str, Any]) -> str:
             "position_bias",
             "position_bias_lo",
             "position_bias_hi",
+            "first_at_tie",
+            "first_at_tie_lo",
+            "first_at_tie_hi",
             "converged",
         )
     }

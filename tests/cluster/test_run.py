@@ -95,6 +95,11 @@ def test_active_run_recovers_true_utilities(root, ray_local):
     beta = 0.8 / np.std(d["truth"])
     assert fit["position_bias_lo"] - 0.05 <= beta <= fit["position_bias_hi"] + 0.05
     assert fit["position_bias_lo"] > 0
+    # In noise units: at a tie the agent picks A with Φ(0.8 / √(2·0.6²)), flattened by its label
+    # noise to Φ(0.8 / √(2·0.6²·(1 + 0.3²))) ≈ 0.823 on average.
+    tie = ndtr(0.8 / np.sqrt(2 * 0.6**2 * (1 + 0.3**2)))
+    assert fit["first_at_tie_lo"] <= tie <= fit["first_at_tie_hi"]
+    assert fit["first_at_tie_hi"] - fit["first_at_tie_lo"] < 0.05
 
 
 def test_full_design_and_refit_with_bradley_terry(root, ray_local):

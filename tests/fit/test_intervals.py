@@ -7,6 +7,9 @@ What guards what:
 - calibration: on simulated agents with soft labels (label noise on the probit scale, the
   `simulated` scorer's model), 95 % sandwich intervals cover the planted normalised utilities and
   the planted β at the nominal rate over many seeds — not just "an interval exists";
+- P(first chosen | tie) (β in noise units, fit.intervals.tie_shift): its gradient equals finite
+  differences, it is invariant to the gauge (a joint rescaling of μ, t and β), its intervals
+  cover the planted value, and both paths give the same standard error;
 - the large-problem path (conjugate gradients, per-outcome blocks) agrees with the dense one;
 - the truncated-Newton solver reaches the dense solver's optimum.
 """
@@ -21,6 +24,7 @@ import fit._newton as newton_mod
 from fit._core import Block, build, value_grad
 from fit._hessian import HessianOperator, dense_hessian
 from fit.full import fit_with_intervals
+from fit.intervals import tie_shift
 from fit.stats import OrientedStats
 
 
@@ -81,7 +85,7 @@ def test_utility_and_beta_intervals_are_calibrated():
     """Over 20 seeds: ~95 % of utility intervals and ≥ 90 % of β intervals cover the truth,
     with label noise per row and a preference shared by both orders of each pair (which only
     intervals that treat the pair as the unit account for)."""
-    covered_mu, total_mu, covered_beta = 0, 0, 0
+    covered_mu, total_mu, covered_beta, covered_tie = 0, 0, 0, 0
     seeds = range(20)
     for seed in seeds:
         oriented, mu = _noisy_agent(40, beta=0.4, noise=0.3, seed=seed, pair_noise=0.3)
@@ -92,9 +96,34 @@ def test_utility_and_beta_intervals_are_calibrated():
         true_beta = 0.4 / mu.std()
         assert res.position is not None
         covered_beta += int(res.position.beta_lo <= true_beta <= res.position.beta_hi)
+        # the average answer at a tie: Φ(β/√2) flattened by both noises, √(1 + 0.3² + 0.3²)
+        tie = ndtr(0.4 / np.sqrt(2.0) / np.sqrt(1 + 0.3**2 + 0.3**2))
+        lo, hi = res.position.first_at_tie_interval
+        covered_tie += int(lo <= tie <= hi)
     rate = covered_mu / total_mu
     assert 0.905 <= rate <= 0.985, rate
     assert covered_beta >= 18, covered_beta
+    assert covered_tie >= 18, covered_tie
+
+
+@pytest.mark.parametrize("link", ["probit", "logit"])
+def test_tie_shift_gradient_and_gauge(rng, link):
+    hetero = link == "probit"
+    blocks = [Block(np.array([0, 1, 2, 1]), np.array([1, 2, 0, 0]), np.ones(4), rng.random(4), 3)]
+    pr = build(blocks, link, hetero, True, 1e-6, 0.0, 0.0)
+    x = rng.normal(scale=0.7, size=pr.n_params)
+    g, grad = tie_shift(x, pr)
+    h = 1e-6
+    numeric = np.array(
+        [
+            (tie_shift(x + h * e, pr)[0] - tie_shift(x - h * e, pr)[0]) / (2 * h)
+            for e in np.eye(len(x))
+        ]
+    )
+    assert np.allclose(grad, numeric, atol=1e-6)
+    if hetero:  # μ, t and β scaled together describe the same agent (ε aside)
+        pr0 = build(blocks, link, hetero, True, 0.0, 0.0, 0.0)
+        assert tie_shift(3.0 * x, pr0)[0] == pytest.approx(tie_shift(x, pr0)[0], rel=1e-12)
 
 
 def test_intervals_shrink_with_data_and_report_timings():
@@ -134,6 +163,8 @@ def test_large_path_agrees_with_dense(monkeypatch):
     assert np.allclose(large.fit.mu, dense.fit.mu, atol=1e-5)
     assert large.position.beta == pytest.approx(dense.position.beta, abs=1e-6)
     assert large.position.beta_se == pytest.approx(dense.position.beta_se, rel=1e-4)
+    assert large.position.tie == pytest.approx(dense.position.tie, abs=1e-6)
+    assert large.position.tie_se == pytest.approx(dense.position.tie_se, rel=1e-4)
     # per-outcome blocks ignore the neighbours' uncertainty: never wider, at most ~40 % narrower
     # (the extreme outcomes, whose informative comparisons are with few, uncertain neighbours)
     ratio = large.mu_se / dense.mu_se
