@@ -34,7 +34,10 @@ Gradients are scatter-adds (np.bincount) over terms.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Literal
@@ -152,6 +155,39 @@ CHUNK = 1 << 15
 """Terms per chunk of the per-term kernels: a chunk's temporaries stay in cache, which makes
 the elementwise work 2–3× faster than whole-array numpy passes on millions of terms."""
 
+PARALLEL_MIN = 1 << 20
+"""Terms from which :func:`for_chunks` spreads the chunks over the cores (below, threads cost
+more than they save)."""
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def for_chunks(m: int, fn: Callable[[int, int], None]) -> None:
+    """Call ``fn(lo, hi)`` on consecutive chunks of ``range(m)``, on every core for large m.
+
+    The chunks write disjoint slices and numpy's gathers and ufuncs release the GIL, so threads
+    run them in parallel (10M terms on 2 cores: the per-term passes 1.6–1.9× faster). The scatter-
+    adds that follow (np.bincount) stay on one thread.
+    """
+    global _POOL
+    bounds = [(lo, min(lo + CHUNK, m)) for lo in range(0, m, CHUNK)]
+    workers = _workers()
+    if m < PARALLEL_MIN or workers < 2:
+        for lo, hi in bounds:
+            fn(lo, hi)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fit-chunks")
+    for future in [_POOL.submit(fn, lo, hi) for lo, hi in bounds]:
+        future.result()
+
 
 def _kernel(
     pr: Problem, d: FloatArray, v: FloatArray | None, p: FloatArray, curv: bool
@@ -194,8 +230,8 @@ def per_term(x: FloatArray, pr: Problem, curv: bool = False) -> dict[str, FloatA
     if curv:
         keys += ["hdd"] + (["hdv", "hvv"] if probit and pr.hetero else [])
     out = {k: np.empty(m) for k in keys}
-    for lo in range(0, m, CHUNK):
-        hi = min(lo + CHUNK, m)
+
+    def chunk(lo: int, hi: int) -> None:
         a, b = pr.a[lo:hi], pr.b[lo:hi]
         d = mu[a] - mu[b]
         if beta is not None:
@@ -204,6 +240,8 @@ def per_term(x: FloatArray, pr: Problem, curv: bool = False) -> dict[str, FloatA
         w = pr.w[lo:hi]
         for k, val in _kernel(pr, d, v, pr.p[lo:hi], curv).items():
             np.multiply(val, w, out=out[k][lo:hi])
+
+    for_chunks(m, chunk)
     return out
 
 

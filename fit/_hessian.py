@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.sparse import coo_matrix
 
-from fit._core import CHUNK, Problem, assemble_grad, per_term, split
+from fit._core import Problem, assemble_grad, for_chunks, per_term, split
 
 FloatArray = npt.NDArray[np.float64]
 _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
@@ -210,7 +210,6 @@ class HessianOperator:
     def __init__(self, x: FloatArray, pr: Problem, cv: Curvature | None = None) -> None:
         self.pr = pr
         self.cv = curvature(x, pr) if cv is None else cv
-        self.idx, self.c, self.e, self.dv = _local(x, pr)
         self.pdiag, self.lowrank = _prior_diag_and_lowrank(x, pr)
         self.t = split(x, pr)[1]
 
@@ -225,15 +224,15 @@ class HessianOperator:
         alpha = np.empty(m)
         ga = np.empty(m) if hetero else alpha
         gb = np.empty(m) if hetero else alpha
-        for lo in range(0, m, CHUNK):
-            hi = min(lo + CHUNK, m)
+
+        def chunk(lo: int, hi: int) -> None:
             a, b = pr.a[lo:hi], pr.b[lo:hi]
             u = vm[a] - vm[b]
             if vb is not None:
                 u += vb[pr.term_block[lo:hi]]
             if vt is None or self.t is None:
                 alpha[lo:hi] = cv.hdd[lo:hi] * u
-                continue
+                return
             assert cv.hdv is not None and cv.hvv is not None and cv.gv is not None
             ea, eb = 2.0 * self.t[a], 2.0 * self.t[b]
             vta, vtb = vt[a], vt[b]
@@ -244,6 +243,8 @@ class HessianOperator:
             gv2 = 2.0 * cv.gv[lo:hi]
             ga[lo:hi] = ea * gamma + gv2 * vta
             gb[lo:hi] = eb * gamma + gv2 * vtb
+
+        for_chunks(m, chunk)
         out = self.pdiag * v
         out[:n] += np.bincount(pr.a, alpha, n) - np.bincount(pr.b, alpha, n)
         if hetero:
@@ -267,14 +268,16 @@ class HessianOperator:
         mt: FloatArray | None = None
         tt: FloatArray | None = None
         if cv.hdv is not None and cv.hvv is not None and cv.gv is not None:
-            ea, eb = self.e[2], self.e[3]
-            mt = _bc(pr.a, cv.hdv * ea, n) - _bc(pr.b, cv.hdv * eb, n)
+            # e = 2t at the term's outcome, constant within each bincount bin: factor it out
+            t = self.t
+            assert t is not None
+            mt = 2.0 * t * (_bc(pr.a, cv.hdv, n) - _bc(pr.b, cv.hdv, n))
             tdiag = self.pdiag[n : 2 * n].copy()
             for coef, vec in self.lowrank:
                 tdiag += coef * vec[n : 2 * n] ** 2
             tt = (
-                _bc(pr.a, cv.hvv * ea * ea + 2.0 * cv.gv, n)
-                + _bc(pr.b, cv.hvv * eb * eb + 2.0 * cv.gv, n)
+                4.0 * t * t * (_bc(pr.a, cv.hvv, n) + _bc(pr.b, cv.hvv, n))
+                + 2.0 * (_bc(pr.a, cv.gv, n) + _bc(pr.b, cv.gv, n))
                 + tdiag
             )
         if pr.position:

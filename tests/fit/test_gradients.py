@@ -85,3 +85,29 @@ def test_gradient_extreme_z_is_finite(rng):
     f, g = value_grad(x, pr)
     assert np.isfinite(f) and np.all(np.isfinite(g))
     assert f > 100  # roughly z²/2 per misfit pair
+
+
+@pytest.mark.parametrize(
+    ("link", "hetero", "position"), [("probit", True, True), ("logit", False, True)]
+)
+def test_chunks_on_threads_equal_one_thread(rng, monkeypatch, link, hetero, position):
+    """The per-term passes and Hessian products spread over threads (fit._core.for_chunks) give
+    bit-for-bit what one thread gives: every chunk writes its own slice of the outputs."""
+    import fit._core as core
+    from fit._hessian import HessianOperator, value_grad_curv
+
+    m, n = 5000, 40
+    a = rng.integers(0, n, m)
+    b = (a + 1 + rng.integers(0, n - 1, m)) % n
+    blocks = [Block(a, b, rng.integers(1, 4, m).astype(float), rng.random(m), n)]
+    pr = build(blocks, link, hetero, position, 1e-6, 0.1, 0.5 if hetero else 0.0)
+    x = rng.normal(scale=0.7, size=pr.n_params)
+    v = rng.normal(size=pr.n_params)
+    serial_f, serial_g, _ = value_grad_curv(x, pr)
+    serial_hv = HessianOperator(x, pr).matvec(v)
+    monkeypatch.setattr(core, "CHUNK", 64)  # 79 chunks
+    monkeypatch.setattr(core, "PARALLEL_MIN", 0)
+    monkeypatch.setattr(core, "_workers", lambda: 2)
+    f, g, _ = value_grad_curv(x, pr)
+    assert f == serial_f and np.array_equal(g, serial_g)
+    assert np.array_equal(HessianOperator(x, pr).matvec(v), serial_hv)
