@@ -18,6 +18,11 @@ variance to β / sd(μ), so the uncertainty of sd(μ) is included. Up to a few t
 Hessian is formed densely; above, H⁻¹a comes from conjugate gradients on analytic
 Hessian–vector products (O(pairs) each), so it works for 100,000 outcomes.
 The interval is β_rep ± z·se with z the normal quantile.
+
+β in noise units (``tie``, :func:`fit.intervals.tie_shift`) is reported alongside: P(first
+chosen) between two outcomes of equal utility and average noise is Φ(tie) (sigmoid for
+Bradley–Terry). Under the active design it stays calibrated where β_rep does not, because β_rep
+inherits the design's bias in the ratio of noise to utility spread (docs/methods.md).
 """
 
 from __future__ import annotations
