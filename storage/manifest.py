@@ -55,6 +55,9 @@ class RoundStatus(BaseModel):
     """Shards whose part file exists."""
     prompts: int = 0
     """Oriented prompts in the round."""
+    shard_size: int | None = None
+    """Prompts per shard the round was cut into, fixed when it first starts: a rerun with
+    another shard size resumes the same shards. Null in manifests written before it was kept."""
     errors: int = 0
     """Rows with an error recorded."""
     status: RunStatus = "created"

@@ -204,11 +204,22 @@ def auto_replicas(model: ModelConfig, cpus_per_replica: float = 1.0) -> int:
     return max(1, replicas_that_fit(free, model.gpus_per_replica, cpus_per_replica))
 
 
+def round_shard_size(ctx: RunContext, model: str, round_: int) -> int:
+    """Prompts per shard of a round: the size it was first cut with (kept in the manifest), else
+    the spec's. Part files are named by shard number, so cutting a half-done round anew would
+    skip some prompts and ask others twice."""
+    entry = ctx.manifest.round_status(model, round_)
+    if entry.shard_size is None:
+        entry.shard_size = ctx.spec.execution.shard_size
+    return entry.shard_size
+
+
 def elicit_round(
     ctx: RunContext, pool: ReplicaPool, model: ModelConfig, round_: int, prompts: OrientedPrompts
 ) -> RoundResult:
     """Score one round of one model and record its progress in the manifest."""
     entry = ctx.manifest.round_status(model.name, round_)
+    shard_size = round_shard_size(ctx, model.name, round_)
     entry.prompts = len(prompts)
     entry.status = "running"
     ctx.save_manifest()
@@ -220,7 +231,7 @@ def elicit_round(
                 model.name,
                 round_,
                 prompts,
-                shard_size=ctx.spec.execution.shard_size,
+                shard_size=shard_size,
                 max_shard_retries=ctx.spec.execution.max_shard_retries,
                 error_budget=model.error_budget,
                 progress=ctx.spec.execution.progress,

@@ -21,7 +21,13 @@ import pyarrow as pa
 
 from cluster.execution.driver import ReplicaPool, RoundResult
 from cluster.pipeline import fitting
-from cluster.pipeline.context import RunContext, elicit_round, open_pool, prepare
+from cluster.pipeline.context import (
+    RunContext,
+    elicit_round,
+    open_pool,
+    prepare,
+    round_shard_size,
+)
 from cluster.pipeline.events import Listener, RoundFitted, ignore
 from cluster.spec import RunSpec
 from cluster.store import HOLDOUT_ROUND
@@ -162,7 +168,7 @@ class _Rounds:
         if len(ids) == 0:
             return
         prompts = _prompts(ids, self.ctx.n, self.ctx.spec.prompt.both_orders)
-        shards = -(-len(prompts) // self.ctx.spec.execution.shard_size)
+        shards = -(-len(prompts) // round_shard_size(self.ctx, self.model.name, round_))
         if len(self.ctx.layout.done_shards(self.model.name, round_)) >= shards:
             entry = self.ctx.manifest.round_status(self.model.name, round_)
             entry.shards_total = entry.shards_done = shards

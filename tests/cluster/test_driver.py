@@ -73,6 +73,29 @@ def test_rerun_skips_finished_shards(root, ray_local):
     assert exactly_once(root)[0] == 80 * 79
 
 
+@pytest.mark.parametrize("new_size", [300, 1000])
+def test_a_rerun_with_another_shard_size_resumes_the_same_shards(root, ray_local, new_size):
+    """A round is cut once: its shard size is kept in the manifest, so a rerun with another
+    ``--shard-size`` (smaller: old parts would be asked again; larger: prompts would be skipped)
+    finishes the shards the round started with."""
+    elicit(make_spec(root))
+    parts = os.path.join(root, "comparisons", f"run_id={make_spec(root).resolved_run_id()}")
+    parts = os.path.join(parts, "model=simulated", "round=0001")
+    removed = 0
+    for name in os.listdir(parts):  # as if the run had been stopped after its first 3 shards
+        if name.startswith("part-") and int(name.split("-")[1].split(".")[0]) >= 3:
+            os.remove(os.path.join(parts, name))
+            removed += name.endswith(".parquet")
+    assert removed >= 5
+    rerun = make_spec(root, execution={"shard_size": new_size, "progress": "none"})
+    [result] = [r for r in elicit(rerun) if r.round == 1]
+    assert exactly_once(root) == (80 * 79, 80 * 79)
+    assert result.shards_skipped == 3 and result.shards_total == 3 + removed
+    with open(os.path.join(root, "runs", rerun.resolved_run_id(), "manifest.json")) as f:
+        manifest = json.load(f)
+    assert {r["shard_size"] for r in manifest["rounds"]} == {500}
+
+
 def test_replica_killed_mid_shard_loses_and_duplicates_nothing(
     root, ray_local, tmp_path, monkeypatch
 ):
