@@ -102,13 +102,16 @@ def render(
 
 
 def _at_tie_text(f: dict[str, Any]) -> str:
-    """'first-listed wins 74 % of ties [72, 76]' from the fits row (β in noise units)."""
+    """'first-listed wins 74% of ties [72%, 75%]' from the fits row (β in noise units)."""
     tie = f.get("first_at_tie")
     if tie is None:
         return "ties not modelled"
     lo, hi = f.get("first_at_tie_lo"), f.get("first_at_tie_hi")
-    bounds = f" [{lo:.0%}, {hi:.0%}]" if lo is not None and hi is not None else ""
-    return f"first-listed wins {tie:.0%} of ties{bounds}"
+    if lo is None or hi is None:
+        return f"first-listed wins {tie:.0%} of ties"
+    # whole percents unless the interval would then read [89%, 89%]
+    digits = 0 if f"{lo:.0%}" != f"{hi:.0%}" else 1
+    return f"first-listed wins {tie:.{digits}%} of ties [{lo:.{digits}%}, {hi:.{digits}%}]"
 
 
 def _metrics(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:

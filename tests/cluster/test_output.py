@@ -146,3 +146,14 @@ def test_show_says_which_fit_and_fits_80_columns(root, ray_local):
     assert max(cell_len(x) for x in wide.output.splitlines()) > 80
     refit_out = invoke(cli, ["fit", "fits", "--root", root, "--estimator", "bt"])
     assert "utilities from fit bt-pb (this refit)" in refit_out.output
+
+
+def test_tie_interval_keeps_its_width_visible():
+    from cluster.cli.show import _at_tie_text
+
+    wide = {"first_at_tie": 0.736, "first_at_tie_lo": 0.72, "first_at_tie_hi": 0.75}
+    assert _at_tie_text(wide) == "first-listed wins 74% of ties [72%, 75%]"
+    narrow = {"first_at_tie": 0.8884, "first_at_tie_lo": 0.8861, "first_at_tie_hi": 0.8907}
+    assert _at_tie_text(narrow) == "first-listed wins 88.8% of ties [88.6%, 89.1%]"
+    assert _at_tie_text({"first_at_tie": 0.5}) == "first-listed wins 50% of ties"
+    assert _at_tie_text({}) == "ties not modelled"
