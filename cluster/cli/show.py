@@ -126,8 +126,8 @@ def _metrics(f: dict[str, Any], answers: dict[str, Any]) -> list[str]:
         f"{num(f['holdout_log_loss'])}); training accuracy {pct(f['train_accuracy'])}",
         f"orientation agreement {pct(f['order_consistency'])}; first-listed option wins "
         f"{pct(answers['first_wins'])}",
-        f"position bias: {_at_tie_text(f)}; β {beta_text}; mean P(first) "
-        f"{num(answers['mean_p_first'])}",
+        f"position bias: {_at_tie_text(f)}",
+        f"  β {beta_text} (sd(μ) units); mean P(first) {num(answers['mean_p_first'])}",
         f"{f['n_pairs']:,} pairs from {f['n_rows']:,} answers; error rate "
         f"{pct(answers['error_rate'])}; letter mass {num(answers['mass'])}",
         *_answer_lines(f, answers),
