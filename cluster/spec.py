@@ -97,8 +97,10 @@ class ExecutionConfig(_Spec):
 
     ray_address: str | None = None
     """Ray cluster to join (e.g. `auto` or `ray://head:10001`); null starts a local Ray."""
-    shard_size: int = Field(2048, ge=1, le=1_000_000)
-    """Oriented prompts per shard (the unit of work, retry and resume)."""
+    shard_size: int | None = Field(None, ge=1, le=1_000_000)
+    """Oriented prompts per shard (the unit of work, retry and resume). Null = by round: about
+    4 shards per replica, at least 64 and at most 2,048 prompts each, so that a small round
+    keeps every replica busy and its progress moves. A round keeps the size it started with."""
     max_shard_retries: int = Field(3, ge=0)
     """Times a shard is retried after its replica died before the run fails."""
     num_cpus_per_replica: float = Field(1.0, gt=0)

@@ -204,14 +204,43 @@ def auto_replicas(model: ModelConfig, cpus_per_replica: float = 1.0) -> int:
     return max(1, replicas_that_fit(free, model.gpus_per_replica, cpus_per_replica))
 
 
-def round_shard_size(ctx: RunContext, model: str, round_: int) -> int:
-    """Prompts per shard of a round: the size it was first cut with (kept in the manifest), else
-    the spec's. Part files are named by shard number, so cutting a half-done round anew would
-    skip some prompts and ask others twice."""
+AUTO_SHARD_MAX = 2048
+"""Largest shard an unset ``shard_size`` gives (and the size rounds were cut at before it was
+kept in the manifest)."""
+AUTO_SHARD_MIN = 64
+AUTO_SHARDS_PER_REPLICA = 4
+
+
+def auto_shard_size(n_prompts: int, replicas: int) -> int:
+    """Shard size for an unset ``shard_size``: about 4 shards per replica, within 64…2,048."""
+    per = -(-n_prompts // (AUTO_SHARDS_PER_REPLICA * max(1, replicas)))
+    return max(AUTO_SHARD_MIN, min(AUTO_SHARD_MAX, per))
+
+
+def pinned_shard_size(ctx: RunContext, model: str, round_: int) -> int | None:
+    """The shard size a round was cut with, when it has been cut: kept in the manifest; for a
+    round started before the manifest kept it, the spec's size or the old default."""
     entry = ctx.manifest.round_status(model, round_)
-    if entry.shard_size is None:
-        entry.shard_size = ctx.spec.execution.shard_size
-    return entry.shard_size
+    if entry.shard_size is not None:
+        return entry.shard_size
+    if entry.status != "created":
+        return ctx.spec.execution.shard_size or AUTO_SHARD_MAX
+    return None
+
+
+def round_shard_size(
+    ctx: RunContext, model: str, round_: int, n_prompts: int, replicas: int
+) -> int:
+    """Prompts per shard of a round, fixed (in the manifest) the first time the round is cut:
+    part files are named by shard number, so cutting a half-done round anew would skip some
+    prompts and ask others twice. A new round takes the spec's size, else
+    :func:`auto_shard_size`."""
+    entry = ctx.manifest.round_status(model, round_)
+    size = pinned_shard_size(ctx, model, round_)
+    if size is None:
+        size = ctx.spec.execution.shard_size or auto_shard_size(n_prompts, replicas)
+    entry.shard_size = size
+    return size
 
 
 def elicit_round(
@@ -219,7 +248,7 @@ def elicit_round(
 ) -> RoundResult:
     """Score one round of one model and record its progress in the manifest."""
     entry = ctx.manifest.round_status(model.name, round_)
-    shard_size = round_shard_size(ctx, model.name, round_)
+    shard_size = round_shard_size(ctx, model.name, round_, len(prompts), len(pool.actors))
     entry.prompts = len(prompts)
     entry.status = "running"
     ctx.save_manifest()

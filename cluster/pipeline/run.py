@@ -25,8 +25,8 @@ from cluster.pipeline.context import (
     RunContext,
     elicit_round,
     open_pool,
+    pinned_shard_size,
     prepare,
-    round_shard_size,
 )
 from cluster.pipeline.events import Listener, RoundFitted, ignore
 from cluster.spec import RunSpec
@@ -168,8 +168,10 @@ class _Rounds:
         if len(ids) == 0:
             return
         prompts = _prompts(ids, self.ctx.n, self.ctx.spec.prompt.both_orders)
-        shards = -(-len(prompts) // round_shard_size(self.ctx, self.model.name, round_))
-        if len(self.ctx.layout.done_shards(self.model.name, round_)) >= shards:
+        size = pinned_shard_size(self.ctx, self.model.name, round_)  # None: not cut yet
+        done = self.ctx.layout.done_shards(self.model.name, round_) if size else set()
+        shards = -(-len(prompts) // size) if size else 0
+        if size and len(done) >= shards:
             entry = self.ctx.manifest.round_status(self.model.name, round_)
             entry.shards_total = entry.shards_done = shards
             entry.prompts = len(prompts)

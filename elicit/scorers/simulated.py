@@ -153,7 +153,8 @@ class FastSimulatedScorer(Scorer):
         return np.asarray(ndtr((diff + self.model.position_bias) / scale))
 
     def _rng(self, batch: QueryBatch) -> np.random.Generator:
-        # Deterministic per batch content, whatever the sharding or the replica.
+        # Deterministic per batch (its first query and its length), whatever the replica;
+        # another cut of the same prompts into shards draws other noise.
         n = len(batch)
         return np.random.default_rng(
             [self.model.seed, int(batch.pair_id[0]), int(batch.a_idx[0]), n]

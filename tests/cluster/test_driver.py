@@ -66,6 +66,40 @@ def test_full_graph_every_prompt_once_with_true_probabilities(root, ray_local):
     assert runs == [{"status": "done", "simulated": True}]
 
 
+def test_auto_shard_size_gives_each_replica_several_shards():
+    from cluster.pipeline.context import auto_shard_size
+
+    assert auto_shard_size(1000, 1) == 250  # the quickstart's second round: 4 shards, not 1
+    assert auto_shard_size(1000, 8) == 64  # 16 shards: two for each of 8 replicas
+    assert auto_shard_size(100, 2) == 64
+    assert auto_shard_size(1_000_000, 4) == 2048
+
+
+def test_a_small_round_keeps_every_replica_busy(root, ray_local, tmp_path, monkeypatch):
+    """With no shard size given, a round of 1,560 prompts on two replicas is cut into 8 shards
+    and both replicas score (one shard of the old default 2,048 left one replica idle and the
+    progress bar at 0 until the round ended)."""
+    outcomes = tmp_path / "forty.yaml"
+    outcomes.write_text(
+        "".join(f"- {{id: o{k:02d}, text: Outcome {k} happens.}}\n" for k in range(40))
+    )
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    monkeypatch.setenv("VALUESCOPE_FAULTS", json.dumps({"trace_dir": str(trace)}))
+    spec = make_spec(
+        root,
+        outcomes=[str(outcomes)],
+        models=[{"name": "simulated", "seed": 3, "replicas": 2}],
+        design={"kind": "full", "holdout": {"size": 0}},
+        execution={"progress": "none", "num_cpus_per_replica": 0.5},
+    )
+    [result] = elicit(spec)
+    assert (result.prompts, result.shards_total) == (40 * 39, 8)
+    pids = {name.split("-")[2] for name in os.listdir(trace)}
+    assert len(os.listdir(trace)) == 8 and len(pids) == 2, sorted(os.listdir(trace))
+    assert exactly_once(root) == (40 * 39, 40 * 39)
+
+
 def test_rerun_skips_finished_shards(root, ray_local):
     spec = make_spec(root)
     elicit(spec)
