@@ -236,12 +236,8 @@ def _split(table: pa.Table) -> list[tuple[str, np.ndarray]]:
 def _build(kind: str, x: np.ndarray, y: np.ndarray, n: np.ndarray, p: np.ndarray, size: int):
     if kind == "oriented":
         return OrientedStats(x, y, n, np.clip(p, 0.0, 1.0), size)
-    swap = x > y
-    if not swap.any():  # the pair query already puts the lower index first
-        return PairStats(x, y, n, np.clip(p, 0.0, 1.0), size)
-    return PairStats(
-        np.where(swap, y, x), np.where(swap, x, y), n, np.clip(np.where(swap, 1 - p, p), 0, 1), size
-    )
+    # the pair query puts the lower index first (least/greatest) and p is P(x ≻ y)
+    return PairStats(x, y, n, np.clip(p, 0.0, 1.0), size)
 
 
 def _stats(

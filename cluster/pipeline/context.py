@@ -235,11 +235,10 @@ def round_shard_size(
     part files are named by shard number, so cutting a half-done round anew would skip some
     prompts and ask others twice. A new round takes the spec's size, else
     :func:`auto_shard_size`."""
-    entry = ctx.manifest.round_status(model, round_)
     size = pinned_shard_size(ctx, model, round_)
     if size is None:
         size = ctx.spec.execution.shard_size or auto_shard_size(n_prompts, replicas)
-    entry.shard_size = size
+    ctx.manifest.round_status(model, round_).shard_size = size
     return size
 
 
